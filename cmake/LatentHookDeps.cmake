@@ -1,0 +1,35 @@
+# Finds every dependency of LatentHook and exposes them as one interface target, lh::deps.
+# Debian 12 packages: libopenmpi-dev libhdf5-openmpi-dev libscalapack-openmpi-dev
+# libopenblas-dev liblapacke-dev libcyaml-dev libpcre2-dev libjansson-dev (+ libcriterion-dev
+# for the tests).
+find_package(PkgConfig REQUIRED)
+
+find_package(MPI REQUIRED COMPONENTS C)
+
+# Parallel HDF5: without HDF5_PREFER_PARALLEL FindHDF5 picks a serial installation first.
+set(HDF5_PREFER_PARALLEL TRUE)
+find_package(HDF5 REQUIRED COMPONENTS C)
+if(NOT HDF5_IS_PARALLEL)
+  message(FATAL_ERROR
+    "LatentHook needs a parallel (MPI) HDF5, but CMake found a serial one "
+    "(${HDF5_C_INCLUDE_DIRS}). On Debian: apt-get install libhdf5-openmpi-dev")
+endif()
+
+# Debian's ScaLAPACK CMake config points at a library path that does not exist: use
+# pkg-config (the openmpi flavour bundles BLACS).
+pkg_check_modules(SCALAPACK REQUIRED IMPORTED_TARGET scalapack-openmpi)
+# OpenBLAS through pkg-config gives its own cblas.h, which declares openblas_get_corename().
+pkg_check_modules(OPENBLAS REQUIRED IMPORTED_TARGET openblas)
+pkg_check_modules(LAPACKE REQUIRED IMPORTED_TARGET lapacke)
+pkg_check_modules(CYAML REQUIRED IMPORTED_TARGET libcyaml)
+pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+pkg_check_modules(JANSSON REQUIRED IMPORTED_TARGET jansson)
+
+add_library(lh_deps INTERFACE)
+add_library(lh::deps ALIAS lh_deps)
+target_include_directories(lh_deps SYSTEM INTERFACE ${HDF5_C_INCLUDE_DIRS})
+target_compile_definitions(lh_deps INTERFACE ${HDF5_C_DEFINITIONS} PCRE2_CODE_UNIT_WIDTH=8)
+target_link_libraries(lh_deps INTERFACE
+  PkgConfig::SCALAPACK ${HDF5_C_LIBRARIES} MPI::MPI_C
+  PkgConfig::LAPACKE PkgConfig::OPENBLAS
+  PkgConfig::CYAML PkgConfig::PCRE2 PkgConfig::JANSSON m)

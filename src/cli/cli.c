@@ -1,0 +1,92 @@
+/*
+ * cli.c: option parsing and output helpers shared by the commands (see cli.h).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/check.h"
+#include "latenthook/log.h"
+#include "latenthook/progress.h"
+
+lh_status cli_parse(const char *cmd, int argc, char **argv, const struct option *opts,
+                    const char *shortopts, cli_common *cc, cli_option_fn handle, void *user,
+                    int *first_positional) {
+  lh_status st = LH_OK;
+  optind = 0; /* GNU: full re-initialisation */
+  opterr = 0;
+  char sopts[64];
+  snprintf(sopts, sizeof sopts, ":%s", shortopts ? shortopts : "");
+  int c, idx;
+  while ((c = getopt_long(argc, argv, sopts, opts, &idx)) != -1) {
+    const char *given = argv[optind - 1];
+    switch (c) {
+      case OPT_HELP: cc->help = true; break;
+      case OPT_PROGRESS:
+        cc->progress = true;
+        lh_progress_force(true);
+        break;
+      case OPT_LOG_VIEW: cc->log_view = true; break;
+      case OPT_VERBOSE: lh_log_setup(LH_LOG_DEBUG, -1, -1); break;
+      case OPT_QUIET: lh_log_setup(LH_LOG_QUIET, -1, -1); break;
+      case '?':
+        LH_FAIL(LH_ERR_USAGE, "unknown option '%s' (see 'latenthook %s --help')", given, cmd);
+      case ':':
+        LH_FAIL(LH_ERR_USAGE, "option '%s' needs a value (see 'latenthook %s --help')", given, cmd);
+      default:
+        if (handle) {
+          lh_status hs = handle(c, optarg, user);
+          if (hs != LH_OK) {
+            st = hs;
+            goto done;
+          }
+        }
+    }
+  }
+  *first_positional = optind;
+done:
+  return st;
+}
+
+void cli_print_help(MPI_Comm comm, const char *text) {
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  if (rank == 0) {
+    fputs(text, stdout);
+    fflush(stdout);
+  }
+}
+
+void cli_emit_json(MPI_Comm comm, json_t *doc) {
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  if (rank == 0 && doc) {
+    json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+    fputc('\n', stdout);
+    fflush(stdout);
+  }
+  json_decref(doc);
+}
+
+lh_status cli_parse_double(const char *opt, const char *arg, double *out) {
+  char *end = NULL;
+  errno = 0;
+  double v = strtod(arg, &end);
+  if (errno != 0 || end == arg || *end != '\0' || isnan(v))
+    return LH_ERROR(LH_ERR_USAGE, "%s expects a number, got '%s'", opt, arg);
+  *out = v;
+  return LH_OK;
+}
+
+lh_status cli_parse_int(const char *opt, const char *arg, long long *out) {
+  char *end = NULL;
+  errno = 0;
+  long long v = strtoll(arg, &end, 10);
+  if (errno != 0 || end == arg || *end != '\0')
+    return LH_ERROR(LH_ERR_USAGE, "%s expects an integer, got '%s'", opt, arg);
+  *out = v;
+  return LH_OK;
+}

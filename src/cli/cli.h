@@ -1,0 +1,72 @@
+/*
+ * cli.h (private): what the command files of the `latenthook` executable share.
+ *
+ * main.c owns MPI and the dispatch; each command lives in its own cmd_<name>.c and returns
+ * an lh_status that is already agreed across ranks. Rank 0 owns stdout: commands that compute
+ * results print exactly one JSON document there; logs and progress go to stderr.
+ */
+#ifndef LH_CLI_CLI_H
+#define LH_CLI_CLI_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <mpi.h>
+
+#include <jansson.h>
+
+#include "latenthook/status.h"
+
+/* Options every command accepts. */
+typedef struct cli_common {
+  bool help;
+  bool progress;
+  bool log_view;
+  bool json;
+} cli_common;
+
+/* Long-option codes of the common options (above any short option character). */
+enum { OPT_HELP = 1000, OPT_PROGRESS, OPT_LOG_VIEW, OPT_VERBOSE, OPT_QUIET, OPT_JSON };
+
+/* The common entries to append to a command's option table (terminated by a zero entry). */
+#define CLI_COMMON_OPTIONS                                      \
+  {"help", no_argument, NULL, OPT_HELP},                        \
+  {"progress", no_argument, NULL, OPT_PROGRESS},                \
+  {"log-view", no_argument, NULL, OPT_LOG_VIEW},                \
+  {"verbose", no_argument, NULL, OPT_VERBOSE},                  \
+  {"quiet", no_argument, NULL, OPT_QUIET}
+
+/* Help text for the common options, for the commands' --help. */
+#define CLI_COMMON_HELP                                                             \
+  "  --progress        show a progress bar with rate and ETA on stderr (default: only\n" \
+  "                    when stderr is a terminal)\n"                                 \
+  "  --log-view        print named timers (max/min/avg over ranks) at the end\n"     \
+  "  --verbose         debug messages from every rank\n"                             \
+  "  --quiet           errors only\n"                                                \
+  "  --help            this text\n"
+
+/* Runs getopt_long over argv from a fresh state; handles the common options into `cc` and
+ * returns every other option to `handle(code, optarg, user)`. Unknown options, missing
+ * arguments and failures of `handle` become LH_ERR_USAGE naming the option. Local (every rank
+ * parses the same argv). On success *first_positional is the index of the first operand. */
+typedef lh_status (*cli_option_fn)(int code, const char *arg, void *user);
+LH_NODISCARD lh_status cli_parse(const char *cmd, int argc, char **argv,
+                                 const struct option *opts, const char *shortopts,
+                                 cli_common *cc, cli_option_fn handle, void *user,
+                                 int *first_positional);
+
+/* Prints `text` on rank 0's stdout. Local. */
+void cli_print_help(MPI_Comm comm, const char *text);
+
+/* Prints `doc` (consumed) on rank 0's stdout as one indented JSON document. Local. */
+void cli_emit_json(MPI_Comm comm, json_t *doc);
+
+/* Parses a number option; LH_ERR_USAGE naming `opt` if it is not one. Pure. */
+LH_NODISCARD lh_status cli_parse_double(const char *opt, const char *arg, double *out);
+LH_NODISCARD lh_status cli_parse_int(const char *opt, const char *arg, long long *out);
+
+/* Commands */
+typedef lh_status (*cli_command_fn)(MPI_Comm comm, int argc, char **argv, cli_common *cc);
+lh_status cmd_info(MPI_Comm comm, int argc, char **argv, cli_common *cc);
+
+#endif

@@ -1,0 +1,229 @@
+/*
+ * dmat.c: the row-block distributed matrix (see dmat.h).
+ */
+#include <math.h>
+#include <string.h>
+
+#include "core/check.h"
+#include "latenthook/comm.h"
+#include "latenthook/dmat.h"
+#include "latenthook/mem.h"
+#include "latenthook/partition.h"
+#include "latenthook/xsum.h"
+
+struct lh_dmat {
+  MPI_Comm comm; /* borrowed */
+  int rank, nranks;
+  lh_dtype dtype;
+  int64_t N, D; /* global shape */
+  int64_t n, row0; /* local rows and the global index of the first */
+  void *data; /* n x D row-major */
+};
+
+lh_status lh_dmat_create(MPI_Comm comm, lh_dtype dtype, int64_t N, int64_t D, lh_dmat **out) {
+  lh_status st = LH_OK;
+  lh_dmat *m = NULL;
+  int rank, nranks;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &nranks);
+
+  /* Arguments that must be the same on every rank are checked with one reduction. */
+  int64_t mine[6] = {N, -N, D, -D, (int64_t)dtype, -(int64_t)dtype}, mx[6];
+  MPI_Allreduce(mine, mx, 6, MPI_INT64_T, MPI_MAX, comm);
+  lh_status local = LH_OK;
+  if (mx[0] != -mx[1] || mx[2] != -mx[3] || mx[4] != -mx[5])
+    local = LH_ERROR(LH_ERR_INTERNAL,
+                     "lh_dmat_create: shape or dtype differ between ranks (N %lld, D %lld here)",
+                     (long long)N, (long long)D);
+  else if (N < 0 || D < 0)
+    local = LH_ERROR(LH_ERR_VALUE, "matrix shape must be non-negative, got %lld x %lld",
+                     (long long)N, (long long)D);
+  else if (D > 0 && N > INT64_MAX / D)
+    local = LH_ERROR(LH_ERR_VALUE, "matrix %lld x %lld is too large", (long long)N,
+                     (long long)D);
+  if (local == LH_OK) {
+    local = lh_alloc(1, sizeof *m, true, "matrix header", &m);
+  }
+  if (local == LH_OK) {
+    m->comm = comm;
+    m->rank = rank;
+    m->nranks = nranks;
+    m->dtype = dtype;
+    m->N = N;
+    m->D = D;
+    m->n = lh_part_count(N, nranks, rank);
+    m->row0 = lh_part_offset(N, nranks, rank);
+    local = lh_alloc((size_t)(m->n * D), lh_dtype_size(dtype), true, "local matrix rows",
+                     &m->data);
+  }
+  LH_TRY(lh_agree(comm, local));
+  *out = m;
+  m = NULL;
+done:
+  lh_dmat_destroy(&m);
+  return st;
+}
+
+lh_status lh_dmat_create_like(const lh_dmat *like, lh_dmat **out) {
+  return lh_dmat_create(like->comm, like->dtype, like->N, like->D, out);
+}
+
+void lh_dmat_destroy(lh_dmat **m) {
+  if (!m || !*m) return;
+  lh_free((*m)->data);
+  lh_free(*m);
+  *m = NULL;
+}
+
+MPI_Comm lh_dmat_comm(const lh_dmat *m) { return m->comm; }
+lh_dtype lh_dmat_dtype(const lh_dmat *m) { return m->dtype; }
+int64_t lh_dmat_rows(const lh_dmat *m) { return m->N; }
+int64_t lh_dmat_cols(const lh_dmat *m) { return m->D; }
+int64_t lh_dmat_local_rows(const lh_dmat *m) { return m->n; }
+int64_t lh_dmat_row_offset(const lh_dmat *m) { return m->row0; }
+void *lh_dmat_local(lh_dmat *m) { return m->data; }
+const void *lh_dmat_local_const(const lh_dmat *m) { return m->data; }
+
+static double elem(const lh_dmat *m, int64_t i, int64_t j) {
+  if (m->dtype == LH_F64) return ((const double *)m->data)[i * m->D + j];
+  return (double)((const float *)m->data)[i * m->D + j];
+}
+
+static lh_status col_exact(const lh_dmat *m, lh_colop op, double *out) {
+  lh_status st = LH_OK, local;
+  lh_xsum *acc = NULL;
+  local = lh_alloc((size_t)m->D, sizeof *acc, false, "column accumulators", &acc);
+  LH_TRY(lh_agree(m->comm, local));
+  for (int64_t j = 0; j < m->D; j++) lh_xsum_init(&acc[j]);
+  /* Row-major sweep: consecutive adds go to different accumulators, which is cache-friendly
+   * as long as D accumulators fit in L2; for wide matrices the digits still stay exact. */
+  for (int64_t i = 0; i < m->n; i++)
+    for (int64_t j = 0; j < m->D; j++) {
+      double x = elem(m, i, j);
+      if (op == LH_COL_SUMSQ)
+        lh_xsum_add_product(&acc[j], x, x);
+      else
+        lh_xsum_add(&acc[j], x);
+    }
+  int d;
+  LH_TRY(lh_int_cast(m->D, "number of columns", &d));
+  LH_TRY(lh_xsum_allreduce(acc, d, m->comm));
+  for (int64_t j = 0; j < m->D; j++) {
+    double s = lh_xsum_round(&acc[j]);
+    out[j] = op == LH_COL_MEAN ? (m->N > 0 ? s / (double)m->N : NAN) : s;
+  }
+done:
+  lh_free(acc);
+  return st;
+}
+
+static lh_status col_extreme(const lh_dmat *m, lh_colop op, double *out) {
+  lh_status st = LH_OK;
+  int64_t *cnt = NULL; /* non-NaN entries per column: a column of NaN only gives NaN */
+  int d;
+  LH_TRY(lh_int_cast(m->D, "number of columns", &d));
+  LH_TRY(lh_agree(m->comm, lh_alloc((size_t)m->D, sizeof *cnt, true, "column counts", &cnt)));
+  /* MPI_MIN/MAX do not skip NaN: start from the identity and skip NaN here. */
+  double ident = op == LH_COL_MIN ? INFINITY : -INFINITY;
+  for (int64_t j = 0; j < m->D; j++) out[j] = ident;
+  for (int64_t i = 0; i < m->n; i++)
+    for (int64_t j = 0; j < m->D; j++) {
+      double x = elem(m, i, j);
+      if (isnan(x)) continue;
+      cnt[j]++;
+      if (op == LH_COL_MIN ? x < out[j] : x > out[j]) out[j] = x;
+    }
+  MPI_Allreduce(MPI_IN_PLACE, out, d, MPI_DOUBLE, op == LH_COL_MIN ? MPI_MIN : MPI_MAX, m->comm);
+  MPI_Allreduce(MPI_IN_PLACE, cnt, d, MPI_INT64_T, MPI_SUM, m->comm);
+  for (int64_t j = 0; j < m->D; j++)
+    if (cnt[j] == 0) out[j] = NAN;
+done:
+  lh_free(cnt);
+  return st;
+}
+
+lh_status lh_dmat_col_reduce(const lh_dmat *m, lh_colop op, double *out) {
+  switch (op) {
+    case LH_COL_SUM:
+    case LH_COL_MEAN:
+    case LH_COL_SUMSQ: return col_exact(m, op, out);
+    case LH_COL_MIN:
+    case LH_COL_MAX: return col_extreme(m, op, out);
+  }
+  return LH_ERROR(LH_ERR_INTERNAL, "unknown column reduction %d", (int)op);
+}
+
+/* Counts and displacements (in elements) of every rank's rows, for Gatherv/Scatterv. */
+static lh_status gather_layout(const lh_dmat *m, int **counts, int **displs) {
+  lh_status st = LH_OK, local = LH_OK;
+  int64_t bytes = m->N * m->D * (int64_t)lh_dtype_size(m->dtype);
+  *counts = *displs = NULL;
+  if (bytes > LH_GATHER_LIMIT_BYTES) {
+    char b[32];
+    local = LH_ERROR(LH_ERR_VALUE,
+                     "refusing to gather a %lld x %lld matrix (%s) on one rank: gathering is "
+                     "for small results only (limit 1 GiB)",
+                     (long long)m->N, (long long)m->D, lh_format_bytes((double)bytes, b, sizeof b));
+  }
+  if (local == LH_OK) local = lh_alloc((size_t)m->nranks, sizeof(int), false, "counts", counts);
+  if (local == LH_OK) local = lh_alloc((size_t)m->nranks, sizeof(int), false, "displs", displs);
+  LH_TRY(lh_agree(m->comm, local));
+  for (int r = 0; r < m->nranks; r++) {
+    /* bytes <= 1 GiB, so element counts fit an int */
+    (*counts)[r] = (int)(lh_part_count(m->N, m->nranks, r) * m->D);
+    (*displs)[r] = (int)(lh_part_offset(m->N, m->nranks, r) * m->D);
+  }
+done:
+  if (st != LH_OK) {
+    lh_free(*counts);
+    lh_free(*displs);
+    *counts = *displs = NULL;
+  }
+  return st;
+}
+
+lh_status lh_dmat_gather(const lh_dmat *m, int root, void *buf) {
+  lh_status st = LH_OK;
+  int *counts = NULL, *displs = NULL;
+  LH_TRY(gather_layout(m, &counts, &displs));
+  MPI_Datatype t = m->dtype == LH_F64 ? MPI_DOUBLE : MPI_FLOAT;
+  MPI_Gatherv(m->data, (int)(m->n * m->D), t, buf, counts, displs, t, root, m->comm);
+done:
+  lh_free(counts);
+  lh_free(displs);
+  return st;
+}
+
+lh_status lh_dmat_scatter(lh_dmat *m, int root, const void *buf) {
+  lh_status st = LH_OK;
+  int *counts = NULL, *displs = NULL;
+  LH_TRY(gather_layout(m, &counts, &displs));
+  MPI_Datatype t = m->dtype == LH_F64 ? MPI_DOUBLE : MPI_FLOAT;
+  MPI_Scatterv(buf, counts, displs, t, m->data, (int)(m->n * m->D), t, root, m->comm);
+done:
+  lh_free(counts);
+  lh_free(displs);
+  return st;
+}
+
+lh_status lh_dmat_copy(const lh_dmat *src, lh_dmat *dst) {
+  lh_status local = LH_OK;
+  if (src->N != dst->N || src->D != dst->D || src->nranks != dst->nranks)
+    local = LH_ERROR(LH_ERR_INTERNAL, "lh_dmat_copy: shapes differ (%lld x %lld vs %lld x %lld)",
+                     (long long)src->N, (long long)src->D, (long long)dst->N, (long long)dst->D);
+  lh_status st = lh_agree(src->comm, local);
+  if (st != LH_OK) return st;
+  int64_t cnt = src->n * src->D;
+  if (src->dtype == dst->dtype) {
+    memcpy(dst->data, src->data, (size_t)cnt * lh_dtype_size(src->dtype));
+  } else if (dst->dtype == LH_F64) {
+    const float *s = src->data;
+    double *d = dst->data;
+    for (int64_t i = 0; i < cnt; i++) d[i] = s[i];
+  } else {
+    const double *s = src->data;
+    float *d = dst->data;
+    for (int64_t i = 0; i < cnt; i++) d[i] = (float)s[i];
+  }
+  return LH_OK;
+}

@@ -1,0 +1,160 @@
+/*
+ * mkfixtures.c: writes the HDF5 files the tests read, with values given by closed forms so
+ * that tests can check every element they read.
+ *
+ *   good.h5  /a        float32 (3, 100, 8)   a[b,i,j] = 1000 b + i + j / 8
+ *            /f16      float16 (10, 4)       i * 4 + j
+ *            /i32      int32 (7, 3)          -(i * 3 + j)
+ *            /u8       uint8 (5, 2)          200 + i * 2 + j
+ *            /i64      int64 (4, 2)          2^40 + i * 2 + j
+ *            /z        float64 (50, 6) chunked (7, 6) + shuffle + deflate: i + 0.25 j
+ *            /grp/sub/deep float64 (2, 3, 4, 5): ((b0 * 3 + b1) * 4 + i) * 5 + j
+ *            /tiny     float64 (2, 3)        i * 3 + j
+ *            /empty    float32 (0, 4)
+ *            /g        group holding /g/member (a dataset)
+ *            /v        int64 (10,)  (1-D)
+ *            /s        strings
+ *            /sc       scalar float64
+ *            /cmp      compound
+ *   not_hdf5.h5        a text file
+ *
+ * Usage: lh_mkfixtures OUTDIR
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <hdf5.h>
+
+static int failed;
+#define CHECK(x)                                                  \
+  do {                                                            \
+    if ((x) < 0) {                                                \
+      fprintf(stderr, "mkfixtures: %s failed (line %d)\n", #x, __LINE__); \
+      failed = 1;                                                 \
+    }                                                             \
+  } while (0)
+
+static void write_ds(hid_t f, const char *name, hid_t ftype, hid_t mtype, int nd,
+                     const hsize_t *dims, const void *data, hid_t dcpl) {
+  hid_t s = H5Screate_simple(nd, dims, NULL);
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl, 1);
+  hid_t d = H5Dcreate2(f, name, ftype, s, lcpl, dcpl, H5P_DEFAULT);
+  CHECK(d);
+  CHECK(H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data));
+  H5Dclose(d);
+  H5Pclose(lcpl);
+  H5Sclose(s);
+}
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: lh_mkfixtures OUTDIR\n");
+    return 2;
+  }
+  mkdir(argv[1], 0755);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/good.h5", argv[1]);
+  hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  CHECK(f);
+
+  static float a[3][100][8];
+  for (int b = 0; b < 3; b++)
+    for (int i = 0; i < 100; i++)
+      for (int j = 0; j < 8; j++) a[b][i][j] = (float)(1000 * b + i + j / 8.0);
+  write_ds(f, "/a", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 3, (hsize_t[]){3, 100, 8}, a, H5P_DEFAULT);
+
+  /* IEEE half precision: 1 sign, 5 exponent, 10 mantissa bits, bias 15. */
+  hid_t f16 = H5Tcopy(H5T_IEEE_F32LE);
+  CHECK(H5Tset_fields(f16, 15, 10, 5, 0, 10));
+  CHECK(H5Tset_size(f16, 2));
+  CHECK(H5Tset_ebias(f16, 15));
+  float h[10][4];
+  for (int i = 0; i < 10; i++)
+    for (int j = 0; j < 4; j++) h[i][j] = (float)(i * 4 + j);
+  write_ds(f, "/f16", f16, H5T_NATIVE_FLOAT, 2, (hsize_t[]){10, 4}, h, H5P_DEFAULT);
+  H5Tclose(f16);
+
+  int32_t i32[7][3];
+  for (int i = 0; i < 7; i++)
+    for (int j = 0; j < 3; j++) i32[i][j] = -(i * 3 + j);
+  write_ds(f, "/i32", H5T_STD_I32LE, H5T_NATIVE_INT32, 2, (hsize_t[]){7, 3}, i32, H5P_DEFAULT);
+  uint8_t u8[5][2];
+  for (int i = 0; i < 5; i++)
+    for (int j = 0; j < 2; j++) u8[i][j] = (uint8_t)(200 + i * 2 + j);
+  write_ds(f, "/u8", H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, (hsize_t[]){5, 2}, u8, H5P_DEFAULT);
+  int64_t i64[4][2];
+  for (int i = 0; i < 4; i++)
+    for (int j = 0; j < 2; j++) i64[i][j] = ((int64_t)1 << 40) + i * 2 + j;
+  write_ds(f, "/i64", H5T_STD_I64BE, H5T_NATIVE_INT64, 2, (hsize_t[]){4, 2}, i64, H5P_DEFAULT);
+
+  static double z[50][6];
+  for (int i = 0; i < 50; i++)
+    for (int j = 0; j < 6; j++) z[i][j] = i + 0.25 * j;
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  CHECK(H5Pset_chunk(dcpl, 2, (hsize_t[]){7, 6}));
+  CHECK(H5Pset_shuffle(dcpl));
+  CHECK(H5Pset_deflate(dcpl, 6));
+  write_ds(f, "/z", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){50, 6}, z, dcpl);
+  H5Pclose(dcpl);
+
+  static double deep[2][3][4][5];
+  for (int b0 = 0; b0 < 2; b0++)
+    for (int b1 = 0; b1 < 3; b1++)
+      for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 5; j++) deep[b0][b1][i][j] = ((b0 * 3 + b1) * 4 + i) * 5 + j;
+  write_ds(f, "/grp/sub/deep", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 4, (hsize_t[]){2, 3, 4, 5},
+           deep, H5P_DEFAULT);
+
+  double tiny[2][3] = {{0, 1, 2}, {3, 4, 5}};
+  write_ds(f, "/tiny", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){2, 3}, tiny, H5P_DEFAULT);
+  float dummy = 0;
+  write_ds(f, "/empty", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, (hsize_t[]){0, 4}, &dummy,
+           H5P_DEFAULT);
+
+  double member[2][2] = {{1, 2}, {3, 4}};
+  write_ds(f, "/g/member", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){2, 2}, member,
+           H5P_DEFAULT);
+  int64_t v[10];
+  for (int i = 0; i < 10; i++) v[i] = i;
+  write_ds(f, "/v", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, (hsize_t[]){10}, v, H5P_DEFAULT);
+
+  hid_t st = H5Tcopy(H5T_C_S1);
+  H5Tset_size(st, 4);
+  char strs[2][4] = {"abc", "de"};
+  write_ds(f, "/s", st, st, 1, (hsize_t[]){2}, strs, H5P_DEFAULT);
+  H5Tclose(st);
+
+  hid_t ss = H5Screate(H5S_SCALAR);
+  hid_t sd = H5Dcreate2(f, "/sc", H5T_IEEE_F64LE, ss, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  double one = 1.0;
+  CHECK(H5Dwrite(sd, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, &one));
+  H5Dclose(sd);
+  H5Sclose(ss);
+
+  typedef struct {
+    double x;
+    int y;
+  } pair;
+  hid_t ct = H5Tcreate(H5T_COMPOUND, sizeof(pair));
+  H5Tinsert(ct, "x", HOFFSET(pair, x), H5T_NATIVE_DOUBLE);
+  H5Tinsert(ct, "y", HOFFSET(pair, y), H5T_NATIVE_INT);
+  pair pr[3][2];
+  memset(pr, 0, sizeof pr);
+  write_ds(f, "/cmp", ct, ct, 2, (hsize_t[]){3, 2}, pr, H5P_DEFAULT);
+  H5Tclose(ct);
+  CHECK(H5Fclose(f));
+
+  snprintf(path, sizeof path, "%s/not_hdf5.h5", argv[1]);
+  FILE *t = fopen(path, "w");
+  if (!t) {
+    perror(path);
+    return 1;
+  }
+  fputs("this is not an HDF5 file\n", t);
+  fclose(t);
+  return failed;
+}
