@@ -73,6 +73,14 @@ LH_NODISCARD lh_status lh_dmat_scatter(lh_dmat *m, int root, const void *buf);
 /* Copies `src` into `dst` (same N, D, communicator), converting the dtype. Collective. */
 LH_NODISCARD lh_status lh_dmat_copy(const lh_dmat *src, lh_dmat *dst);
 
+/* Moves local row i of `src` to global row pos[i] of `dst`; rows with pos[i] < 0 are dropped
+ * and rows of `dst` that no source targets keep their contents. `dst` may have any number of
+ * rows N', but the same columns, dtype and communicator as `src` (else LH_ERR_VALUE).
+ * Collective: one Alltoallv of target indices and one of rows. Fails with LH_ERR_VALUE when
+ * some pos[i] >= N' or two source rows target the same row; `dst` is unchanged on failure. */
+LH_NODISCARD lh_status lh_dmat_scatter_rows(const lh_dmat *src, const int64_t *pos,
+                                            lh_dmat *dst);
+
 #ifdef __cplusplus
 }
 #endif

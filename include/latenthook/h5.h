@@ -97,7 +97,8 @@ LH_NODISCARD lh_status lh_h5_read_rows(lh_h5_dset *d, int64_t b, int64_t row0, i
                                        lh_dtype mt, void *buf);
 
 /* Reads this rank's rows of batch item b into `m` (which must be N x E). Collective over the
- * dataset's communicator; m may live on a sub-communicator (a different b per group). */
+ * dataset's communicator; m may live on a sub-communicator (a different b per group), and a
+ * rank with nothing to read passes m = NULL. */
 LH_NODISCARD lh_status lh_h5_read_dmat(lh_h5_dset *d, int64_t b, lh_dmat *m);
 
 /* Creates an output file: writes go to a temporary file beside `path` until commit.
@@ -124,8 +125,20 @@ LH_NODISCARD lh_status lh_h5_out_dataset(lh_h5_out *o, const char *path, lh_dtyp
 LH_NODISCARD lh_status lh_h5_write_rows(lh_h5_dset *d, int64_t b, int64_t row0, int64_t nrows,
                                         lh_dtype mt, const void *buf);
 
-/* Writes this rank's rows of `m` as batch item b. Collective. */
+/* Writes this rank's rows of `m` as batch item b. Collective; m = NULL writes nothing. */
 LH_NODISCARD lh_status lh_h5_write_dmat(lh_h5_dset *d, int64_t b, const lh_dmat *m);
+
+/* Same for int64 elements (neighbour indices). Collective. */
+LH_NODISCARD lh_status lh_h5_out_dataset_i64(lh_h5_out *o, const char *path, int ndims,
+                                             const int64_t *dims, int row_axis, lh_h5_dset **out);
+LH_NODISCARD lh_status lh_h5_write_rows_i64(lh_h5_dset *d, int64_t b, int64_t row0,
+                                            int64_t nrows, const int64_t *buf);
+
+/* Creates and writes a small dataset (ndims = 0: a scalar) of type `dt` from the float64
+ * `values` (row-major) held by rank 0; other ranks pass anything. Collective. */
+LH_NODISCARD lh_status lh_h5_out_write_small(lh_h5_out *o, const char *path, lh_dtype dt,
+                                             int ndims, const int64_t *dims,
+                                             const double *values);
 
 /* Attaches a string attribute to the object at `obj_path` ("/" for the file). Collective;
  * the value must be the same on all ranks. */

@@ -2,6 +2,7 @@
  * cli.c: option parsing and output helpers shared by the commands (see cli.h).
  */
 #define _POSIX_C_SOURCE 200809L
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -33,16 +34,22 @@ lh_status cli_parse(const char *cmd, int argc, char **argv, const struct option 
       case OPT_VERBOSE: lh_log_setup(LH_LOG_DEBUG, -1, -1); break;
       case OPT_QUIET: lh_log_setup(LH_LOG_QUIET, -1, -1); break;
       case '?':
+        if (isprint(optopt)) /* a short option (long options report 0 or their code) */
+          LH_FAIL(LH_ERR_USAGE, "unknown option '-%c' (see 'latenthook %s --help')", optopt, cmd);
+        if (optopt != 0 && strchr(given, '='))
+          LH_FAIL(LH_ERR_USAGE, "option '%.*s' takes no value (see 'latenthook %s --help')",
+                  (int)(strchr(given, '=') - given), given, cmd);
         LH_FAIL(LH_ERR_USAGE, "unknown option '%s' (see 'latenthook %s --help')", given, cmd);
       case ':':
+        if (isprint(optopt))
+          LH_FAIL(LH_ERR_USAGE, "option '-%c' needs a value (see 'latenthook %s --help')", optopt, cmd);
         LH_FAIL(LH_ERR_USAGE, "option '%s' needs a value (see 'latenthook %s --help')", given, cmd);
       default:
-        if (handle) {
-          lh_status hs = handle(c, optarg, user);
-          if (hs != LH_OK) {
-            st = hs;
-            goto done;
-          }
+        /* a value the command rejects is a usage error (exit status 2) */
+        if (handle && handle(c, optarg, user) != LH_OK) {
+          if (!lh_error_pending()) LH_ERROR(LH_ERR_USAGE, "bad value for option '%s'", given);
+          st = LH_ERR_USAGE;
+          goto done;
         }
     }
   }
@@ -89,4 +96,27 @@ lh_status cli_parse_int(const char *opt, const char *arg, long long *out) {
     return LH_ERROR(LH_ERR_USAGE, "%s expects an integer, got '%s'", opt, arg);
   *out = v;
   return LH_OK;
+}
+
+json_t *cli_real(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+static json_t *nest(const double *v, const int64_t *iv, const int64_t *dims, int nd,
+                    int64_t *idx) {
+  if (nd == 0) {
+    int64_t k = (*idx)++;
+    return v ? cli_real(v[k]) : json_integer((json_int_t)iv[k]);
+  }
+  json_t *a = json_array();
+  for (int64_t i = 0; i < dims[0]; i++) json_array_append_new(a, nest(v, iv, dims + 1, nd - 1, idx));
+  return a;
+}
+
+json_t *cli_batch_values(const double *v, const lh_h5_info *in) {
+  int64_t idx = 0;
+  return nest(v, NULL, in->dims, in->row_axis, &idx);
+}
+
+json_t *cli_batch_counts(const int64_t *v, const lh_h5_info *in) {
+  int64_t idx = 0;
+  return nest(NULL, v, in->dims, in->row_axis, &idx);
 }

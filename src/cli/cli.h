@@ -69,4 +69,19 @@ LH_NODISCARD lh_status cli_parse_int(const char *opt, const char *arg, long long
 typedef lh_status (*cli_command_fn)(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 lh_status cmd_info(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 
+/* ---- analysis commands over point clouds (..., N, D) ------------------------------------ */
+#include "latenthook/h5.h"
+
+/* A JSON value for per-item results: a number (null for NaN/inf) for an unbatched dataset,
+ * nested lists in the batch shape otherwise. */
+json_t *cli_batch_values(const double *v, const lh_h5_info *in);
+/* The same for integer counts. */
+json_t *cli_batch_counts(const int64_t *v, const lh_h5_info *in);
+/* A JSON number, or null when not finite. */
+json_t *cli_real(double v);
+
+lh_status cmd_twonn(MPI_Comm comm, int argc, char **argv, cli_common *cc);
+lh_status cmd_localknn(MPI_Comm comm, int argc, char **argv, cli_common *cc);
+lh_status cmd_knn(MPI_Comm comm, int argc, char **argv, cli_common *cc);
+
 #endif

@@ -25,6 +25,9 @@ typedef struct {
 
 static const command COMMANDS[] = {
     {"info", cmd_info, "describe an HDF5 dataset and how its rows split over the ranks"},
+    {"knn", cmd_knn, "exact k nearest neighbours of every point"},
+    {"twonn", cmd_twonn, "TwoNN intrinsic dimension (and MLE, block analysis)"},
+    {"local-knn", cmd_localknn, "per-point local intrinsic dimension from k-NN distances"},
 };
 #define NCOMMANDS ((int)(sizeof COMMANDS / sizeof COMMANDS[0]))
 

@@ -348,12 +348,9 @@ void lh_h5_close(lh_h5_dset **d) {
 const lh_h5_info *lh_h5_dset_info(const lh_h5_dset *d) { return &d->info; }
 
 /* Selects rows [row0, row0+nrows) of item b in the file space (none if nrows == 0). */
-static void select_rows(const lh_h5_info *in, hid_t fspace, int64_t b, int64_t row0,
-                        int64_t nrows) {
-  if (nrows == 0) {
-    H5Sselect_none(fspace);
-    return;
-  }
+static herr_t select_rows(const lh_h5_info *in, hid_t fspace, int64_t b, int64_t row0,
+                          int64_t nrows) {
+  if (nrows == 0 || in->E == 0) return H5Sselect_none(fspace);
   hsize_t start[LH_H5_MAX_DIMS], count[LH_H5_MAX_DIMS];
   int64_t rem = b;
   for (int k = in->row_axis - 1; k >= 0; k--) {
@@ -367,12 +364,20 @@ static void select_rows(const lh_h5_info *in, hid_t fspace, int64_t b, int64_t r
     start[k] = 0;
     count[k] = (hsize_t)in->dims[k];
   }
-  H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
+  return H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
+}
+
+/* Memory element types of transfers: the two lh_dtypes and int64 (neighbour indices). */
+typedef enum { ELEM_F32 = LH_F32, ELEM_F64 = LH_F64, ELEM_I64 } elem_t;
+
+static size_t elem_size(elem_t e) { return e == ELEM_F32 ? 4 : 8; }
+static hid_t elem_hid(elem_t e) {
+  return e == ELEM_F32 ? H5T_NATIVE_FLOAT : e == ELEM_F64 ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64;
 }
 
 /* One collective transfer loop shared by reads and writes. */
 static lh_status transfer(lh_h5_dset *d, bool write, int64_t b, int64_t row0, int64_t nrows,
-                          lh_dtype mt, void *buf) {
+                          elem_t mt, void *buf) {
   lh_status st = LH_OK, local = LH_OK;
   const lh_h5_info *in = &d->info;
   hid_t fspace = -1, dxpl = -1;
@@ -385,22 +390,23 @@ static lh_status transfer(lh_h5_dset *d, bool write, int64_t b, int64_t row0, in
   lh_event ev = write ? ev_write : ev_read;
   lh_event_begin(ev);
 
-  if (nrows > 0 && (b < 0 || b >= in->B || row0 < 0 || nrows < 0 || row0 + nrows > in->N))
+  if (nrows < 0 || (nrows > 0 && (b < 0 || b >= in->B || row0 < 0 || row0 + nrows > in->N)))
     local = LH_ERROR(LH_ERR_INTERNAL,
                      "%s rows [%lld, %lld) of item %lld of '%s' (%lld items of %lld rows)",
                      write ? "writing" : "reading", (long long)row0, (long long)(row0 + nrows),
                      (long long)b, in->addr.path, (long long)in->B, (long long)in->N);
-  size_t esz = lh_dtype_size(mt);
+  size_t esz = elem_size(mt);
   int64_t row_bytes = in->E * (int64_t)esz;
   int64_t per = row_bytes > 0 ? LH_MAX(IO_PIECE_BYTES / row_bytes, 1) : LH_MAX(nrows, 1);
   int64_t pieces = nrows > 0 ? (nrows + per - 1) / per : 0, maxp = 0;
   LH_TRY(lh_agree(d->comm, local));
   MPI_Allreduce(&pieces, &maxp, 1, MPI_INT64_T, MPI_MAX, d->comm);
 
+  if (in->B * in->N * in->E == 0) goto done; /* an empty dataset: nothing to move, anywhere */
   fspace = H5Dget_space(d->dset);
   dxpl = H5Pcreate(H5P_DATASET_XFER);
   H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
-  hid_t mtype = mt == LH_F64 ? H5T_NATIVE_DOUBLE : H5T_NATIVE_FLOAT;
+  hid_t mtype = elem_hid(mt);
   int rank;
   MPI_Comm_rank(d->comm, &rank);
   lh_progress bar;
@@ -408,13 +414,14 @@ static lh_status transfer(lh_h5_dset *d, bool write, int64_t b, int64_t row0, in
   for (int64_t p = 0; p < maxp; p++) {
     int64_t r0 = row0 + p * per;
     int64_t cnt = p < pieces ? LH_MIN(per, nrows - p * per) : 0;
-    select_rows(in, fspace, b, r0, cnt);
+    herr_t rc = select_rows(in, fspace, b, r0, cnt);
     hsize_t melems = (hsize_t)(cnt * in->E);
     hid_t mspace = H5Screate_simple(1, &melems, NULL);
     if (melems == 0) H5Sselect_none(mspace);
-    char *ptr = (char *)buf + (size_t)(p * per) * (size_t)row_bytes;
-    herr_t rc = write ? H5Dwrite(d->dset, mtype, mspace, fspace, dxpl, cnt ? ptr : NULL)
-                      : H5Dread(d->dset, mtype, mspace, fspace, dxpl, cnt ? ptr : NULL);
+    char *ptr = melems ? (char *)buf + (size_t)(p * per) * (size_t)row_bytes : NULL;
+    if (rc >= 0)
+      rc = write ? H5Dwrite(d->dset, mtype, mspace, fspace, dxpl, ptr)
+                 : H5Dread(d->dset, mtype, mspace, fspace, dxpl, ptr);
     H5Sclose(mspace);
     if (rc < 0)
       local = LH_ERROR(LH_ERR_IO, "%s rows %lld..%lld of '%s:%s' failed: %s",
@@ -433,12 +440,17 @@ done:
 
 lh_status lh_h5_read_rows(lh_h5_dset *d, int64_t b, int64_t row0, int64_t nrows, lh_dtype mt,
                           void *buf) {
-  return transfer(d, false, b, row0, nrows, mt, buf);
+  return transfer(d, false, b, row0, nrows, (elem_t)mt, buf);
 }
 
 lh_status lh_h5_write_rows(lh_h5_dset *d, int64_t b, int64_t row0, int64_t nrows, lh_dtype mt,
                            const void *buf) {
-  return transfer(d, true, b, row0, nrows, mt, (void *)buf);
+  return transfer(d, true, b, row0, nrows, (elem_t)mt, (void *)buf);
+}
+
+lh_status lh_h5_write_rows_i64(lh_h5_dset *d, int64_t b, int64_t row0, int64_t nrows,
+                               const int64_t *buf) {
+  return transfer(d, true, b, row0, nrows, ELEM_I64, (void *)buf);
 }
 
 static lh_status check_dmat_shape(const lh_h5_dset *d, const lh_dmat *m) {
@@ -450,17 +462,19 @@ static lh_status check_dmat_shape(const lh_h5_dset *d, const lh_dmat *m) {
 }
 
 lh_status lh_h5_read_dmat(lh_h5_dset *d, int64_t b, lh_dmat *m) {
-  lh_status st = lh_agree(d->comm, check_dmat_shape(d, m));
+  lh_status st = lh_agree(d->comm, m ? check_dmat_shape(d, m) : LH_OK);
   if (st != LH_OK) return st;
-  return transfer(d, false, b, lh_dmat_row_offset(m), lh_dmat_local_rows(m), lh_dmat_dtype(m),
-                  lh_dmat_local(m));
+  if (!m) return transfer(d, false, 0, 0, 0, ELEM_F64, NULL);
+  return transfer(d, false, b, lh_dmat_row_offset(m), lh_dmat_local_rows(m),
+                  (elem_t)lh_dmat_dtype(m), lh_dmat_local(m));
 }
 
 lh_status lh_h5_write_dmat(lh_h5_dset *d, int64_t b, const lh_dmat *m) {
-  lh_status st = lh_agree(d->comm, check_dmat_shape(d, m));
+  lh_status st = lh_agree(d->comm, m ? check_dmat_shape(d, m) : LH_OK);
   if (st != LH_OK) return st;
-  return transfer(d, true, b, lh_dmat_row_offset(m), lh_dmat_local_rows(m), lh_dmat_dtype(m),
-                  (void *)lh_dmat_local_const(m));
+  if (!m) return transfer(d, true, 0, 0, 0, ELEM_F64, NULL);
+  return transfer(d, true, b, lh_dmat_row_offset(m), lh_dmat_local_rows(m),
+                  (elem_t)lh_dmat_dtype(m), (void *)lh_dmat_local_const(m));
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -497,16 +511,18 @@ static lh_status write_attr_int(hid_t obj, const char *name, long long v) {
   return LH_OK;
 }
 
+/* Attribute creation is collective: every rank attempts all four (no early exit) and the
+ * caller agrees on the first failure afterwards. */
 static lh_status write_provenance(const lh_h5_out *o, hid_t obj) {
-  lh_status st = LH_OK;
   int P;
   MPI_Comm_size(o->comm, &P);
-  LH_TRY(write_attr_str(obj, "latenthook_version", lh_version()));
-  LH_TRY(write_attr_str(obj, "command_line", lh_provenance_command_line()));
-  LH_TRY(write_attr_int(obj, "mpi_ranks", P));
-  LH_TRY(write_attr_str(obj, "created", o->created));
-done:
-  return st;
+  lh_status s[4] = {write_attr_str(obj, "latenthook_version", lh_version()),
+                    write_attr_str(obj, "command_line", lh_provenance_command_line()),
+                    write_attr_int(obj, "mpi_ranks", P),
+                    write_attr_str(obj, "created", o->created)};
+  for (int k = 0; k < 4; k++)
+    if (s[k] != LH_OK) return s[k];
+  return LH_OK;
 }
 
 lh_status lh_h5_out_create(MPI_Comm comm, const char *path, lh_h5_out **out) {
@@ -602,16 +618,18 @@ void lh_h5_out_discard(lh_h5_out **op) {
   lh_h5_out *o = *op;
   int rank;
   MPI_Comm_rank(o->comm, &rank);
+  /* H5Fclose is collective (MPI_File_close synchronises), so once rank 0 returns from it the
+   * file is closed everywhere; no barrier, which a rank whose handle was never allocated
+   * could not join. */
   if (o->file >= 0) H5Fclose(o->file);
   H5Eclear2(H5E_DEFAULT);
-  MPI_Barrier(o->comm);
   if (rank == 0 && o->tmp[0]) unlink(o->tmp);
   lh_free(o);
   *op = NULL;
 }
 
-lh_status lh_h5_out_dataset(lh_h5_out *o, const char *path, lh_dtype dt, int ndims,
-                            const int64_t *dims, int row_axis, lh_h5_dset **out) {
+static lh_status create_dataset(lh_h5_out *o, const char *path, elem_t dt, int ndims,
+                               const int64_t *dims, int row_axis, lh_h5_dset **out) {
   lh_status st = LH_OK, local = LH_OK;
   lh_h5_dset *d = NULL;
   hid_t space = -1, dcpl = -1, lcpl = -1;
@@ -643,9 +661,9 @@ lh_status lh_h5_out_dataset(lh_h5_out *o, const char *path, lh_dtype dt, int ndi
     if (k > ra) in->E *= dims[k];
   }
   in->N = dims[ra];
-  in->cls = LH_H5_FLOAT;
-  in->type_size = (int)lh_dtype_size(dt);
-  in->natural = dt;
+  in->cls = dt == ELEM_I64 ? LH_H5_INT : LH_H5_FLOAT;
+  in->type_size = (int)elem_size(dt);
+  in->natural = dt == ELEM_F32 ? LH_F32 : LH_F64;
   /* Chunks: one batch item, as many rows as make ~1 MiB, whole rows (split the first trailing
    * dimension only when one row alone exceeds HDF5's 4 GiB chunk limit). */
   int64_t row_bytes = in->E * in->type_size;
@@ -664,8 +682,8 @@ lh_status lh_h5_out_dataset(lh_h5_out *o, const char *path, lh_dtype dt, int ndi
   H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
   lcpl = H5Pcreate(H5P_LINK_CREATE);
   H5Pset_create_intermediate_group(lcpl, 1);
-  d->dset = H5Dcreate2(o->file, path, dt == LH_F64 ? H5T_IEEE_F64LE : H5T_IEEE_F32LE, space,
-                       lcpl, dcpl, H5P_DEFAULT);
+  hid_t ftype = dt == ELEM_F64 ? H5T_IEEE_F64LE : dt == ELEM_F32 ? H5T_IEEE_F32LE : H5T_STD_I64LE;
+  d->dset = H5Dcreate2(o->file, path, ftype, space, lcpl, dcpl, H5P_DEFAULT);
   if (d->dset < 0)
     local = LH_ERROR(LH_ERR_IO, "cannot create dataset '%s' in '%s': %s", path, o->path,
                      hdf5_detail(det));
@@ -678,6 +696,60 @@ done:
   if (dcpl >= 0) H5Pclose(dcpl);
   if (lcpl >= 0) H5Pclose(lcpl);
   lh_h5_close(&d);
+  return st;
+}
+
+lh_status lh_h5_out_dataset(lh_h5_out *o, const char *path, lh_dtype dt, int ndims,
+                            const int64_t *dims, int row_axis, lh_h5_dset **out) {
+  return create_dataset(o, path, (elem_t)dt, ndims, dims, row_axis, out);
+}
+
+lh_status lh_h5_out_dataset_i64(lh_h5_out *o, const char *path, int ndims, const int64_t *dims,
+                                int row_axis, lh_h5_dset **out) {
+  return create_dataset(o, path, ELEM_I64, ndims, dims, row_axis, out);
+}
+
+lh_status lh_h5_out_write_small(lh_h5_out *o, const char *path, lh_dtype dt, int ndims,
+                                const int64_t *dims, const double *values) {
+  lh_status st = LH_OK, local = LH_OK;
+  hid_t space = -1, dset = -1, lcpl = -1, dxpl = -1;
+  char det[256];
+  int rank;
+  MPI_Comm_rank(o->comm, &rank);
+  hsize_t hd[LH_H5_MAX_DIMS];
+  if (ndims < 0 || ndims > LH_H5_MAX_DIMS)
+    local = LH_ERROR(LH_ERR_INTERNAL, "bad rank %d for '%s'", ndims, path);
+  LH_TRY(lh_agree(o->comm, local));
+  for (int k = 0; k < ndims; k++) hd[k] = (hsize_t)dims[k];
+  space = ndims ? H5Screate_simple(ndims, hd, NULL) : H5Screate(H5S_SCALAR);
+  lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl, 1);
+  dset = H5Dcreate2(o->file, path, dt == LH_F64 ? H5T_IEEE_F64LE : H5T_IEEE_F32LE, space, lcpl,
+                    H5P_DEFAULT, H5P_DEFAULT);
+  if (dset < 0)
+    local = LH_ERROR(LH_ERR_IO, "cannot create dataset '%s' in '%s': %s", path, o->path,
+                     hdf5_detail(det));
+  LH_TRY(lh_agree(o->comm, local));
+  LH_TRY(lh_agree(o->comm, write_provenance(o, dset)));
+  dxpl = H5Pcreate(H5P_DATASET_XFER);
+  H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+  hid_t fsel = H5Scopy(space), msel = H5Scopy(space);
+  if (rank != 0) {
+    H5Sselect_none(fsel);
+    H5Sselect_none(msel);
+  }
+  /* values are float64 in memory; HDF5 converts to the stored type */
+  herr_t rc = H5Dwrite(dset, H5T_NATIVE_DOUBLE, msel, fsel, dxpl, rank == 0 ? values : NULL);
+  H5Sclose(fsel);
+  H5Sclose(msel);
+  if (rc < 0)
+    local = LH_ERROR(LH_ERR_IO, "writing '%s' in '%s' failed: %s", path, o->path, hdf5_detail(det));
+  LH_TRY(lh_agree(o->comm, local));
+done:
+  if (dset >= 0) H5Dclose(dset);
+  if (space >= 0) H5Sclose(space);
+  if (lcpl >= 0) H5Pclose(lcpl);
+  if (dxpl >= 0) H5Pclose(dxpl);
   return st;
 }
 

@@ -107,6 +107,11 @@ lh_status lh_bcmat_create(lh_blacs *g, int64_t M, int64_t N, int mb, int nb, lh_
   if (local == LH_OK) {
     int n = (int)N, zero = 0;
     a->lcols = numroc_(&n, &nb, &g->mycol, &zero, &g->npcol);
+    /* ScaLAPACK indexes local storage with 32-bit integers */
+    int ignored;
+    local = lh_int_cast((int64_t)a->desc[LH_DESC_LLD] * a->lcols, "local block elements", &ignored);
+  }
+  if (local == LH_OK) {
     local = lh_alloc((size_t)a->desc[LH_DESC_LLD] * (size_t)a->lcols, sizeof(double), true,
                      "block-cyclic local block", &a->data);
   }
@@ -211,6 +216,10 @@ lh_status lh_dmat_to_bcmat(const lh_dmat *m, lh_blacs *g, int mb, int nb, lh_bcm
   int64_t c = even_count(N, P, r);
 
   LH_TRY(lh_bcmat_create(g, N, D, mb, nb, &a));
+  if (N == 0 || D == 0) { /* nothing to move (N and D are the same on every rank) */
+    *out = a;
+    return LH_OK;
+  }
   /* widen to a float64 row-major copy of the local rows */
   local = lh_alloc((size_t)(n * D), sizeof(double), false, "conversion buffer", &rows);
   if (local == LH_OK)
@@ -218,6 +227,10 @@ lh_status lh_dmat_to_bcmat(const lh_dmat *m, lh_blacs *g, int mb, int nb, lh_bcm
   if (local == LH_OK)
     local = lh_alloc((size_t)(LH_MAX(c, 1) * D), sizeof(double), true, "conversion buffer",
                      &colmaj);
+  if (local == LH_OK) {
+    int ignored;
+    local = lh_int_cast(LH_MAX(c, 1) * D, "staging slab elements", &ignored);
+  }
   if (local == LH_OK)
     local = make_desc(g->ctxt_col, P, r, N, D, (int)even_block(N, P), D > 0 ? (int)D : 1, desc1,
                       &lr1);
@@ -259,6 +272,7 @@ lh_status lh_bcmat_to_dmat(const lh_bcmat *a, lh_dmat *m) {
   if (a->M != N || a->N != D)
     local = LH_ERROR(LH_ERR_INTERNAL, "lh_bcmat_to_dmat: shapes differ (%lld x %lld vs %lld x %lld)",
                      (long long)a->M, (long long)a->N, (long long)N, (long long)D);
+  if (local == LH_OK && (N == 0 || D == 0)) return lh_agree(comm, local);
   if (local == LH_OK)
     local = lh_alloc((size_t)(n * D), sizeof(double), false, "conversion buffer", &rows);
   if (local == LH_OK)
@@ -266,6 +280,10 @@ lh_status lh_bcmat_to_dmat(const lh_bcmat *a, lh_dmat *m) {
   if (local == LH_OK)
     local = lh_alloc((size_t)(LH_MAX(c, 1) * D), sizeof(double), true, "conversion buffer",
                      &colmaj);
+  if (local == LH_OK) {
+    int ignored;
+    local = lh_int_cast(LH_MAX(c, 1) * D, "staging slab elements", &ignored);
+  }
   if (local == LH_OK)
     local = make_desc(g->ctxt_col, P, r, N, D, (int)even_block(N, P), D > 0 ? (int)D : 1, desc1,
                       &lr1);

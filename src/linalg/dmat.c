@@ -227,3 +227,94 @@ lh_status lh_dmat_copy(const lh_dmat *src, lh_dmat *dst) {
   }
   return LH_OK;
 }
+
+/* Rows travel as one contiguous datatype per row and counts are in rows, so that they fit
+ * an int; the target indices travel alongside in a second Alltoallv. Duplicate targets
+ * always land on the owner of the target row, which detects them before writing anything. */
+lh_status lh_dmat_scatter_rows(const lh_dmat *src, const int64_t *pos, lh_dmat *dst) {
+  lh_status st = LH_OK, local = LH_OK;
+  int P = src->nranks, same = MPI_UNEQUAL, rowbytes = 0;
+  size_t rb = (size_t)src->D * lh_dtype_size(src->dtype); /* bytes per row */
+  int *cnt = NULL;       /* [4P]: sc, sd, rc, rd in rows */
+  int64_t *cnt64 = NULL; /* [3P]: rows to each rank, from each rank, packing cursors */
+  int64_t *sidx = NULL, *ridx = NULL; /* [nsend], [m] target rows */
+  char *srow = NULL, *rrow = NULL;     /* [nsend x D], [m x D] */
+  unsigned char *hit = NULL;           /* [dst n]: local row already targeted */
+  MPI_Datatype row = MPI_DATATYPE_NULL;
+  int64_t nsend = 0, m = 0;
+
+  MPI_Comm_compare(src->comm, dst->comm, &same);
+  if (same != MPI_IDENT || src->D != dst->D || src->dtype != dst->dtype)
+    local = LH_ERROR(LH_ERR_VALUE,
+                     "lh_dmat_scatter_rows: source (%lld x %lld %s) and destination (%lld x "
+                     "%lld %s) differ in columns, dtype or communicator",
+                     (long long)src->N, (long long)src->D, lh_dtype_name(src->dtype),
+                     (long long)dst->N, (long long)dst->D, lh_dtype_name(dst->dtype));
+  for (int64_t i = 0; local == LH_OK && i < src->n; i++) {
+    if (pos[i] >= dst->N)
+      local = LH_ERROR(LH_ERR_VALUE,
+                       "lh_dmat_scatter_rows: row %lld targets row %lld of a %lld-row matrix",
+                       (long long)(src->row0 + i), (long long)pos[i], (long long)dst->N);
+    else if (pos[i] >= 0)
+      nsend++;
+  }
+  if (local == LH_OK) local = lh_int_cast((int64_t)rb, "bytes per row", &rowbytes);
+  if (local == LH_OK) local = lh_alloc((size_t)P * 4, sizeof *cnt, true, "row counts", &cnt);
+  if (local == LH_OK) local = lh_alloc((size_t)P * 3, sizeof *cnt64, true, "row counts", &cnt64);
+  if (local == LH_OK) local = lh_alloc((size_t)nsend, sizeof *sidx, false, "row targets", &sidx);
+  if (local == LH_OK) local = lh_alloc((size_t)nsend, rb, false, "rows to send", &srow);
+  LH_TRY(lh_agree(src->comm, local));
+  int *sc = cnt, *sd = cnt + P, *rc = cnt + 2 * P, *rd = cnt + 3 * P;
+  int64_t *to = cnt64, *from = cnt64 + P, *cur = cnt64 + 2 * P;
+
+  /* pack by owner of the target row */
+  for (int64_t i = 0; i < src->n; i++)
+    if (pos[i] >= 0) to[lh_part_owner(dst->N, P, pos[i])]++;
+  for (int r = 0; r < P; r++) cur[r] = r == 0 ? 0 : cur[r - 1] + to[r - 1];
+  for (int64_t i = 0; i < src->n; i++) {
+    if (pos[i] < 0) continue;
+    int64_t k = cur[lh_part_owner(dst->N, P, pos[i])]++;
+    sidx[k] = pos[i];
+    memcpy(srow + (size_t)k * rb, (const char *)src->data + (size_t)i * rb, rb);
+  }
+  MPI_Alltoall(to, 1, MPI_INT64_T, from, 1, MPI_INT64_T, src->comm);
+  int64_t sent = 0;
+  for (int r = 0; r < P; r++) {
+    if (local == LH_OK) local = lh_int_cast(to[r], "rows sent to one rank", &sc[r]);
+    if (local == LH_OK) local = lh_int_cast(sent, "send displacement", &sd[r]);
+    if (local == LH_OK) local = lh_int_cast(from[r], "rows received from one rank", &rc[r]);
+    if (local == LH_OK) local = lh_int_cast(m, "receive displacement", &rd[r]);
+    sent += to[r];
+    m += from[r];
+  }
+  if (local == LH_OK) local = lh_alloc((size_t)m, sizeof *ridx, false, "row targets", &ridx);
+  if (local == LH_OK) local = lh_alloc((size_t)m, rb, false, "received rows", &rrow);
+  if (local == LH_OK) local = lh_alloc((size_t)dst->n, 1, true, "row marks", &hit);
+  LH_TRY(lh_agree(src->comm, local));
+  MPI_Alltoallv(sidx, sc, sd, MPI_INT64_T, ridx, rc, rd, MPI_INT64_T, src->comm);
+  if (rb > 0) {
+    MPI_Type_contiguous(rowbytes, MPI_BYTE, &row);
+    MPI_Type_commit(&row);
+    MPI_Alltoallv(srow, sc, sd, row, rrow, rc, rd, row, src->comm);
+  }
+  for (int64_t k = 0; k < m && local == LH_OK; k++) {
+    int64_t li = ridx[k] - dst->row0;
+    if (hit[li])
+      local = LH_ERROR(LH_ERR_VALUE, "lh_dmat_scatter_rows: two source rows target row %lld",
+                       (long long)ridx[k]);
+    hit[li] = 1;
+  }
+  LH_TRY(lh_agree(src->comm, local));
+  for (int64_t k = 0; k < m; k++)
+    memcpy((char *)dst->data + (size_t)(ridx[k] - dst->row0) * rb, rrow + (size_t)k * rb, rb);
+done:
+  if (row != MPI_DATATYPE_NULL) MPI_Type_free(&row);
+  lh_free(cnt);
+  lh_free(cnt64);
+  lh_free(sidx);
+  lh_free(ridx);
+  lh_free(srow);
+  lh_free(rrow);
+  lh_free(hit);
+  return st;
+}

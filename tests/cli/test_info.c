@@ -85,4 +85,6 @@ Test(info_errors, bad_usage) {
   expect_error("info " FX, 2, "expected FILE.h5:/path/to/dataset");
   expect_error("info --bogus " FX ":/a", 2, "unknown option '--bogus'");
   expect_error("nosuchcommand", 2, "unknown command 'nosuchcommand'");
+  expect_error("info -ab " FX ":/a", 2, "unknown option '-a'");
+  expect_error("info --json=1 " FX ":/a", 2, "option '--json' takes no value");
 }

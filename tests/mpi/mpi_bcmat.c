@@ -84,7 +84,7 @@ int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
   int P;
   MPI_Comm_size(MPI_COMM_WORLD, &P);
-  int64_t shapes[][2] = {{37, 5}, {2, 3}, {101, 17}, {1, 1}, {64, 64}};
+  int64_t shapes[][2] = {{37, 5}, {2, 3}, {101, 17}, {1, 1}, {64, 64}, {0, 3}, {5, 0}};
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
     one_case(shapes[s][0], shapes[s][1], 0, 0, 4, 3, LH_F64);   /* square-ish grid */
     one_case(shapes[s][0], shapes[s][1], 1, P, 2, 2, LH_F32);   /* 1 x P */

@@ -199,6 +199,7 @@ int main(int argc, char **argv) {
   check_dataset(FX ":/grp/sub/deep", LH_F64, 6, 4, 5, f_deep);
   check_dataset(FX ":/tiny", LH_F64, 1, 2, 3, f_tiny);
   check_dataset(FX ":/empty", LH_F32, 1, 0, 4, f_tiny);
+  check_dataset(FX ":/zerocols", LH_F32, 1, 5, 0, f_tiny);
   check_spread_batches();
 
   round_trip("/a", "rt_a");
@@ -206,6 +207,7 @@ int main(int argc, char **argv) {
   round_trip("/grp/sub/deep", "rt_deep");
   round_trip("/tiny", "rt_tiny");
   round_trip("/empty", "rt_empty");
+  round_trip("/zerocols", "rt_zerocols");
   check_discard();
 
   check_error(LH_FIXTURE_DIR "/missing.h5:/a", LH_ERR_IO, "No such file");

@@ -11,6 +11,7 @@
  *            /grp/sub/deep float64 (2, 3, 4, 5): ((b0 * 3 + b1) * 4 + i) * 5 + j
  *            /tiny     float64 (2, 3)        i * 3 + j
  *            /empty    float32 (0, 4)
+ *            /zerocols float32 (5, 0)
  *            /g        group holding /g/member (a dataset)
  *            /v        int64 (10,)  (1-D)
  *            /s        strings
@@ -113,6 +114,9 @@ int main(int argc, char **argv) {
   write_ds(f, "/tiny", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){2, 3}, tiny, H5P_DEFAULT);
   float dummy = 0;
   write_ds(f, "/empty", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, (hsize_t[]){0, 4}, &dummy,
+           H5P_DEFAULT);
+
+  write_ds(f, "/zerocols", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, (hsize_t[]){5, 0}, &dummy,
            H5P_DEFAULT);
 
   double member[2][2] = {{1, 2}, {3, 4}};
