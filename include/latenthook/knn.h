@@ -8,8 +8,9 @@
  * distance +inf and index -1.
  *
  * The answer is exact and does not depend on the rank count: every reported distance is
- * computed from the input values as sqrt(sum_k (x_k - y_k)^2) in float64 with the terms in
- * column order, and candidates are ranked by that value. The fast part only screens: row
+ * computed from the input values as sqrt(sum_k (x_k - y_k)^2) in float64 (the squares summed
+ * in eight interleaved partial sums, combined in a fixed order: a function of the two rows
+ * alone), and candidates are ranked by that value. The fast part only screens: row
  * blocks travel around a ring of ranks (the next block's transfer overlapping the current
  * computation), each rank takes distances between its rows and the visiting block through
  * BLAS GEMM on column-centred data (||x||^2 + ||y||^2 - 2 x.y, in float32 for float32 input),

@@ -23,6 +23,7 @@
 #include "core/check.h"
 #include "latenthook/comm.h"
 #include "latenthook/knn.h"
+#include "latenthook/log.h"
 #include "latenthook/mem.h"
 #include "latenthook/partition.h"
 #include "latenthook/progress.h"
@@ -54,8 +55,16 @@ typedef struct heap {
   double *d2;   /* n x k */
   int64_t *ix;  /* n x k */
   int64_t *cnt; /* n */
+  double *tau;  /* n: squared distance a candidate must beat (+inf until k are held) */
+  float *tauf;  /* n: tau rounded up to float, for screening in float32 */
   int64_t k;
 } heap;
+
+/* tau rounded up to a float (screening must never reject what the exact test would keep). */
+static inline float up_to_float(double t) {
+  float f = (float)t;
+  return (double)f < t ? nextafterf(f, INFINITY) : f;
+}
 
 static void heap_push(heap *h, int64_t row, double d2, int64_t ix) {
   int64_t k = h->k;
@@ -74,6 +83,10 @@ static void heap_push(heap *h, int64_t row, double d2, int64_t ix) {
     d[i] = d2;
     x[i] = ix;
     h->cnt[row] = c;
+    if (c == k) {
+      h->tau[row] = d[0];
+      h->tauf[row] = up_to_float(d[0]);
+    }
     return;
   }
   if (!worse(d[0], x[0], d2, ix)) return; /* not better than the current worst */
@@ -95,6 +108,16 @@ static void heap_push(heap *h, int64_t row, double d2, int64_t ix) {
   }
   d[i] = d2;
   x[i] = ix;
+  h->tau[row] = d[0];
+  h->tauf[row] = up_to_float(d[0]);
+}
+
+static void heap_reset(heap *h, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    h->cnt[i] = 0;
+    h->tau[i] = INFINITY;
+    h->tauf[i] = INFINITY;
+  }
 }
 
 typedef struct cand {
@@ -109,11 +132,6 @@ static int cand_cmp(const void *a, const void *b) {
   return 0;
 }
 
-/* Squared-distance threshold a candidate must beat (+inf while the heap is not full). */
-static inline double heap_tau(const heap *h, int64_t row) {
-  return h->cnt[row] < h->k ? INFINITY : h->d2[row * h->k];
-}
-
 /* ---- data preparation ------------------------------------------------------------------- */
 
 /* One block of rows as the kernel sees it: raw values for exact distances, a centred copy in
@@ -124,6 +142,7 @@ typedef struct block {
   void *w;           /* m x D, working dtype, centred; rows of invalid points are zero */
   double *norm;      /* m */
   double *lbn;       /* m: norm * (1 - c u), +inf for invalid rows (screening term) */
+  float *lbnf;       /* m: lbn rounded down to float */
   unsigned char *ok; /* m: all values finite */
 } block;
 
@@ -153,25 +172,41 @@ static void prepare(block *b, lh_dtype in, lh_dtype wt, int64_t D, const double 
     b->ok[i] = ok;
     b->norm[i] = nrm;
     b->lbn[i] = ok ? nrm * (1.0 - cu) : INFINITY;
+    float f = (float)b->lbn[i];
+    b->lbnf[i] = (double)f > b->lbn[i] ? nextafterf(f, -INFINITY) : f;
   }
 }
 
-static inline double exact_d2(const void *xr, const void *yr, int64_t D, lh_dtype in) {
-  double s = 0.0;
+/* The reported squared distance: float64 differences, squared and summed in eight
+ * interleaved partial sums combined in a fixed order. Any fixed order makes the value a
+ * function of the two rows alone (hence the same on every rank count); this one vectorises. */
+static double exact_d2(const void *xr, const void *yr, int64_t D, lh_dtype in) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t j = 0;
   if (in == LH_F64) {
     const double *x = xr, *y = yr;
-    for (int64_t j = 0; j < D; j++) {
+    for (; j + 8 <= D; j += 8)
+      for (int l = 0; l < 8; l++) {
+        double t = x[j + l] - y[j + l];
+        acc[l] += t * t;
+      }
+    for (; j < D; j++) {
       double t = x[j] - y[j];
-      s += t * t;
+      acc[j & 7] += t * t;
     }
   } else {
     const float *x = xr, *y = yr;
-    for (int64_t j = 0; j < D; j++) {
+    for (; j + 8 <= D; j += 8)
+      for (int l = 0; l < 8; l++) {
+        double t = (double)x[j + l] - (double)y[j + l];
+        acc[l] += t * t;
+      }
+    for (; j < D; j++) {
       double t = (double)x[j] - (double)y[j];
-      s += t * t;
+      acc[j & 7] += t * t;
     }
   }
-  return s;
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
 typedef struct ctx {
@@ -179,7 +214,8 @@ typedef struct ctx {
   int64_t D, N, k, nseg;
   double eps, eps2_sure, cu;
   void *G; /* TILE_Q x TILE_C, working dtype */
-  heap h;
+  int32_t *pass; /* TILE_C: candidates of one row that pass the screen */
+  lh_event ev_gemm, ev_screen;
   int64_t exact_calls;
 } ctx;
 
@@ -191,22 +227,37 @@ static int64_t segment_of(int64_t N, int64_t S, int64_t i) {
   return j;
 }
 
-/* Screens and ranks the candidates of block c for the queries of block q. */
-static void process_blocks(ctx *cx, const block *q, const block *c) {
+/* Screens the pairs (row i of q in [qlo, qhi), row j of c in [clo, chi)) and ranks those
+ * that can matter. Results for q's rows go to hq; with hc non-NULL each pair also counts for
+ * c's row (the pair is computed once for both ends) and goes to hc. `tri`: q and c are the
+ * same block, and only pairs j > i are taken. */
+/* Compiled for AVX-512, AVX2 and baseline x86-64, chosen at run time by the CPU: the screen
+ * is auto-vectorised, and a portable binary still gets the wide vectors. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define LH_TARGET_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define LH_TARGET_CLONES
+#endif
+
+LH_TARGET_CLONES
+static void process_pairs(ctx *cx, const block *q, int64_t qlo, int64_t qhi, heap *hq,
+                          const block *c, int64_t clo, int64_t chi, heap *hc, bool tri) {
   const int64_t D = cx->D;
   const size_t esz = lh_dtype_size(cx->wt), isz = lh_dtype_size(cx->in);
-  for (int64_t i0 = 0; i0 < q->m; i0 += TILE_Q) {
-    int64_t tq = LH_MIN(TILE_Q, q->m - i0);
-    /* Candidate range allowed for this tile (segments are contiguous in global index). */
-    int64_t lo = c->row0, hi = c->row0 + c->m;
+  for (int64_t i0 = qlo; i0 < qhi; i0 += TILE_Q) {
+    int64_t tq = LH_MIN(TILE_Q, qhi - i0);
+    /* Candidate range for this tile (segments are contiguous in global index). */
+    int64_t lo = clo, hi = chi;
     if (cx->nseg > 1) {
       int64_t s0 = segment_of(cx->N, cx->nseg, q->row0 + i0);
       int64_t s1 = segment_of(cx->N, cx->nseg, q->row0 + i0 + tq - 1);
-      lo = LH_MAX(lo, lh_knn_segment_start(cx->N, cx->nseg, s0));
-      hi = LH_MIN(hi, lh_knn_segment_start(cx->N, cx->nseg, s1 + 1));
+      lo = LH_MAX(lo, lh_knn_segment_start(cx->N, cx->nseg, s0) - c->row0);
+      hi = LH_MIN(hi, lh_knn_segment_start(cx->N, cx->nseg, s1 + 1) - c->row0);
     }
-    for (int64_t j0 = lo - c->row0; j0 < hi - c->row0; j0 += TILE_C) {
-      int64_t tc = LH_MIN(TILE_C, hi - c->row0 - j0);
+    if (tri) lo = LH_MAX(lo, i0 + 1);
+    for (int64_t j0 = lo; j0 < hi; j0 += TILE_C) {
+      int64_t tc = LH_MIN(TILE_C, hi - j0);
+      lh_event_begin(cx->ev_gemm);
       if (D > 0) {
         if (cx->wt == LH_F64)
           cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)tq, (int)tc, (int)D, 1.0,
@@ -219,37 +270,151 @@ static void process_blocks(ctx *cx, const block *q, const block *c) {
       } else {
         memset(cx->G, 0, (size_t)(tq * tc) * esz);
       }
+      lh_event_end(cx->ev_gemm);
+      lh_event_begin(cx->ev_screen);
       for (int64_t ii = 0; ii < tq; ii++) {
         int64_t qi = i0 + ii, gi = q->row0 + qi;
         if (!q->ok[qi]) continue;
         int64_t jlo = j0, jhi = j0 + tc;
         if (cx->nseg > 1) { /* this query's own segment */
-          int64_t s = segment_of(cx->N, cx->nseg, gi);
-          jlo = LH_MAX(jlo, lh_knn_segment_start(cx->N, cx->nseg, s) - c->row0);
-          jhi = LH_MIN(jhi, lh_knn_segment_start(cx->N, cx->nseg, s + 1) - c->row0);
+          int64_t sg = segment_of(cx->N, cx->nseg, gi);
+          jlo = LH_MAX(jlo, lh_knn_segment_start(cx->N, cx->nseg, sg) - c->row0);
+          jhi = LH_MIN(jhi, lh_knn_segment_start(cx->N, cx->nseg, sg + 1) - c->row0);
         }
-        double a = q->lbn[qi] - 1e-300;
-        double tau = heap_tau(&cx->h, qi);
+        if (tri) jlo = LH_MAX(jlo, qi + 1);
+        /* Phase 1, branch-free and vectorisable: keep the candidates whose lower bound beats
+         * the row's threshold (or, when pairs count for both ends, the column's). The
+         * thresholds only shrink afterwards, so this list is a superset of what matters. */
+        int32_t np = 0;
+        int32_t *pass = cx->pass;
+        if (cx->wt == LH_F32) {
+          const float *G = (const float *)cx->G + ii * tc - j0;
+          const float af = q->lbnf[qi], ti = hq->tauf[qi];
+          const float *lbn = c->lbnf, *tcol = hc ? hc->tauf : NULL;
+          for (int64_t b0 = jlo; b0 < jhi; b0 += 64) {
+            int64_t b1 = LH_MIN(b0 + 64, jhi);
+            unsigned char f[64];
+            int any = 0;
+            if (tcol) {
+              for (int64_t jj = b0; jj < b1; jj++) {
+                float lb = af + lbn[jj] - 2.0f * G[jj];
+                float t = ti > tcol[jj] ? ti : tcol[jj];
+                f[jj - b0] = lb <= t;
+                any |= f[jj - b0];
+              }
+            } else {
+              for (int64_t jj = b0; jj < b1; jj++) {
+                float lb = af + lbn[jj] - 2.0f * G[jj];
+                f[jj - b0] = lb <= ti;
+                any |= f[jj - b0];
+              }
+            }
+            if (!any) continue;
+            for (int64_t jj = b0; jj < b1; jj++) {
+              pass[np] = (int32_t)jj;
+              np += f[jj - b0];
+            }
+          }
+        } else {
+          const double *G = (const double *)cx->G + ii * tc - j0;
+          const double ad = q->lbn[qi], ti = hq->tau[qi];
+          const double *lbn = c->lbn;
+          for (int64_t jj = jlo; jj < jhi; jj++) {
+            double lb = ad + lbn[jj] - 2.0 * G[jj];
+            double t = hc ? (ti > hc->tau[jj] ? ti : hc->tau[jj]) : ti;
+            pass[np] = (int32_t)jj;
+            np += lb <= t;
+          }
+        }
+        /* Phase 2: the few survivors, against the current thresholds, then exactly. */
         const void *xr = (const char *)q->raw + (size_t)(qi * D) * isz;
-        for (int64_t jj = jlo; jj < jhi; jj++) {
+        for (int32_t p = 0; p < np; p++) {
+          int64_t jj = pass[p], gj = c->row0 + jj;
+          if (gj == gi || !c->ok[jj]) continue;
           double g = cx->wt == LH_F64 ? ((const double *)cx->G)[ii * tc + (jj - j0)]
                                       : (double)((const float *)cx->G)[ii * tc + (jj - j0)];
-          double lb = a + c->lbn[jj] - 2.0 * g;
-          if (!(lb <= tau)) continue; /* cannot enter (NaN or invalid rows land here too) */
-          int64_t gj = c->row0 + jj;
-          if (gj == gi || !c->ok[jj]) continue;
           double E = cx->cu * (q->norm[qi] + c->norm[jj]);
+          double lb = q->norm[qi] + c->norm[jj] - 2.0 * g - E;
+          double t = hc ? (hq->tau[qi] > hc->tau[jj] ? hq->tau[qi] : hc->tau[jj]) : hq->tau[qi];
+          if (!(lb <= t)) continue;
           if (lb + 2.0 * E < cx->eps2_sure) continue; /* certainly within eps */
           double d2 = exact_d2(xr, (const char *)c->raw + (size_t)(jj * D) * isz, D, cx->in);
           cx->exact_calls++;
           if (!(sqrt(d2) > cx->eps)) continue; /* within eps, or NaN */
-          heap_push(&cx->h, qi, d2, gj);
-          tau = heap_tau(&cx->h, qi);
+          heap_push(hq, qi, d2, gj);
+          if (hc) heap_push(hc, jj, d2, gi);
         }
       }
+      lh_event_end(cx->ev_screen);
     }
   }
 }
+
+/* Adds the (d2, index) entries of a returned heap image (n x k, index -1 = none). */
+static void merge_image(heap *h, int64_t n, const double *d2, const int64_t *ix) {
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t t = 0; t < h->k; t++)
+      if (ix[i * h->k + t] >= 0) heap_push(h, i, d2[i * h->k + t], ix[i * h->k + t]);
+}
+
+/* Writes a heap as an image of n x k entries, absent ones as (+inf, -1). */
+static void heap_image(const heap *h, int64_t n, double *d2, int64_t *ix) {
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t t = 0; t < h->k; t++) {
+      bool has = t < h->cnt[i];
+      d2[i * h->k + t] = has ? h->d2[i * h->k + t] : INFINITY;
+      ix[i * h->k + t] = has ? h->ix[i * h->k + t] : -1;
+    }
+}
+
+static lh_status heap_alloc(heap *h, int64_t rows, int64_t k) {
+  lh_status st = LH_OK;
+  h->k = k;
+  LH_TRY(lh_alloc((size_t)(rows * k), sizeof(double), false, "neighbour heaps", &h->d2));
+  LH_TRY(lh_alloc((size_t)(rows * k), sizeof(int64_t), false, "neighbour heaps", &h->ix));
+  LH_TRY(lh_alloc((size_t)rows, sizeof(int64_t), false, "neighbour heaps", &h->cnt));
+  LH_TRY(lh_alloc((size_t)rows, sizeof(double), false, "neighbour heaps", &h->tau));
+  LH_TRY(lh_alloc((size_t)rows, sizeof(float), false, "neighbour heaps", &h->tauf));
+  heap_reset(h, rows);
+done:
+  return st;
+}
+
+static void heap_free(heap *h) {
+  lh_free(h->d2);
+  lh_free(h->ix);
+  lh_free(h->cnt);
+  lh_free(h->tau);
+  lh_free(h->tauf);
+  h->tauf = NULL;
+  h->d2 = NULL;
+  h->ix = NULL;
+  h->cnt = NULL;
+  h->tau = NULL;
+}
+
+static lh_status block_alloc(block *b, int64_t rows, int64_t D, size_t wsz) {
+  lh_status st = LH_OK;
+  LH_TRY(lh_alloc((size_t)(rows * D), wsz, false, "centred rows", &b->w));
+  LH_TRY(lh_alloc((size_t)rows, sizeof(double), false, "norms", &b->norm));
+  LH_TRY(lh_alloc((size_t)rows, sizeof(double), false, "norms", &b->lbn));
+  LH_TRY(lh_alloc((size_t)rows, sizeof(float), false, "norms", &b->lbnf));
+  LH_TRY(lh_alloc((size_t)rows, 1, false, "flags", &b->ok));
+done:
+  return st;
+}
+
+static void block_free(block *b) {
+  lh_free(b->w);
+  lh_free(b->norm);
+  lh_free(b->lbn);
+  lh_free(b->lbnf);
+  lh_free(b->ok);
+}
+
+/* Largest k for which pairs are computed once for both ends: the visiting block's heaps then
+ * travel back to their owner, which costs memory and traffic proportional to k. */
+#define SYMMETRIC_MAX_K 64
 
 lh_status lh_knn_run(const lh_dmat *X, const lh_knn_opts *opts, lh_knn_result **out) {
   lh_status st = LH_OK, local = LH_OK;
@@ -262,9 +427,11 @@ lh_status lh_knn_run(const lh_dmat *X, const lh_knn_opts *opts, lh_knn_result **
   const size_t isz = lh_dtype_size(in);
   ctx cx = {0};
   lh_knn_result *res = NULL;
-  double *mean = NULL;
+  double *mean = NULL, *img_d = NULL, *back_d = NULL;
+  int64_t *img_i = NULL, *back_i = NULL;
   void *raw[2] = {NULL, NULL};
   block own = {0}, vis = {0};
+  heap h = {0}, hv = {0};
   MPI_Datatype rowt = MPI_DATATYPE_NULL;
   cand *scratch = NULL;
   static lh_event ev_all = -2, ev_wait, ev_prep;
@@ -281,6 +448,8 @@ lh_status lh_knn_run(const lh_dmat *X, const lh_knn_opts *opts, lh_knn_result **
     local = LH_ERROR(LH_ERR_VALUE, "eps must be a non-negative number, got %g", opts->eps);
   LH_TRY(lh_agree(comm, local));
 
+  cx.ev_gemm = lh_event_get("knn.gemm");
+  cx.ev_screen = lh_event_get("knn.screen");
   cx.in = in;
   cx.wt = in; /* float32 input screens with SGEMM, float64 with DGEMM */
   cx.D = D;
@@ -291,35 +460,36 @@ lh_status lh_knn_run(const lh_dmat *X, const lh_knn_opts *opts, lh_knn_result **
   cx.eps2_sure = opts->eps * opts->eps * (1.0 - 1e-9);
   double u = cx.wt == LH_F64 ? 0x1p-53 : 0x1p-24;
   cx.cu = (3.0 * (double)D + 32.0) * u;
-  cx.h.k = cx.k;
+  const bool sym = cx.k <= SYMMETRIC_MAX_K;
+  const int smax = P / 2; /* ring steps: block r + s for s = 1 .. P/2 */
 
   int64_t maxm = N / P + (N % P ? 1 : 0);
   size_t wsz = lh_dtype_size(cx.wt);
+  int64_t img = sym && smax > 0 ? maxm * cx.k : 0;
   local = lh_alloc((size_t)D, sizeof(double), false, "column means", &mean);
   if (local == LH_OK) local = lh_alloc(1, sizeof *res, true, "knn result", &res);
   if (local == LH_OK) local = lh_alloc((size_t)(n * cx.k), sizeof(double), false, "knn distances", &res->dist);
   if (local == LH_OK) local = lh_alloc((size_t)(n * cx.k), sizeof(int64_t), false, "knn indices", &res->index);
-  if (local == LH_OK) local = lh_alloc((size_t)(n * cx.k), sizeof(double), false, "knn heap", &cx.h.d2);
-  if (local == LH_OK) local = lh_alloc((size_t)(n * cx.k), sizeof(int64_t), false, "knn heap", &cx.h.ix);
-  if (local == LH_OK) local = lh_alloc((size_t)n, sizeof(int64_t), true, "knn heap", &cx.h.cnt);
+  if (local == LH_OK) local = heap_alloc(&h, n, cx.k);
+  if (local == LH_OK && img) local = heap_alloc(&hv, maxm, cx.k);
+  if (local == LH_OK) local = lh_alloc((size_t)img, sizeof(double), false, "heap images", &img_d);
+  if (local == LH_OK) local = lh_alloc((size_t)img, sizeof(int64_t), false, "heap images", &img_i);
+  if (local == LH_OK) local = lh_alloc((size_t)img, sizeof(double), false, "heap images", &back_d);
+  if (local == LH_OK) local = lh_alloc((size_t)img, sizeof(int64_t), false, "heap images", &back_i);
   if (local == LH_OK) local = lh_alloc((size_t)TILE_Q * TILE_C, wsz, false, "distance tile", &cx.G);
+  if (local == LH_OK) local = lh_alloc(TILE_C, sizeof(int32_t), false, "screen list", &cx.pass);
   for (int b = 0; b < 2 && local == LH_OK; b++)
     local = lh_alloc((size_t)(maxm * D), isz, false, "ring buffer", &raw[b]);
-  if (local == LH_OK) local = lh_alloc((size_t)(n * D), wsz, false, "centred rows", &own.w);
-  if (local == LH_OK) local = lh_alloc((size_t)(maxm * D), wsz, false, "centred rows", &vis.w);
-  if (local == LH_OK) local = lh_alloc((size_t)n, sizeof(double), false, "norms", &own.norm);
-  if (local == LH_OK) local = lh_alloc((size_t)n, sizeof(double), false, "norms", &own.lbn);
-  if (local == LH_OK) local = lh_alloc((size_t)n, 1, false, "flags", &own.ok);
-  if (local == LH_OK) local = lh_alloc((size_t)maxm, sizeof(double), false, "norms", &vis.norm);
-  if (local == LH_OK) local = lh_alloc((size_t)maxm, sizeof(double), false, "norms", &vis.lbn);
-  if (local == LH_OK) local = lh_alloc((size_t)maxm, 1, false, "flags", &vis.ok);
+  if (local == LH_OK) local = block_alloc(&own, n, D, wsz);
+  if (local == LH_OK) local = block_alloc(&vis, maxm, D, wsz);
+  if (local == LH_OK) local = lh_alloc((size_t)cx.k, sizeof(cand), false, "sort scratch", &scratch);
   LH_TRY(lh_agree(comm, local));
 
-  /* Centring only improves the screening bound (translation does not change distances), so
-   * the mean need not be exact, but it is (and identical on every rank count) for free. */
+  /* Centring only tightens the screening bound (distances do not change under translation);
+   * the exact column mean is identical on every rank count. */
   LH_TRY(lh_dmat_col_reduce(X, LH_COL_MEAN, mean));
   for (int64_t j = 0; j < D; j++)
-    if (!isfinite(mean[j])) mean[j] = 0.0; /* NaN rows are excluded anyway */
+    if (!isfinite(mean[j])) mean[j] = 0.0; /* rows with NaN/inf are excluded anyway */
 
   lh_event_begin(ev_prep);
   own.m = n;
@@ -328,55 +498,93 @@ lh_status lh_knn_run(const lh_dmat *X, const lh_knn_opts *opts, lh_knn_result **
   prepare(&own, in, cx.wt, D, mean, cx.cu);
   lh_event_end(ev_prep);
 
-  int dcount;
+  int dcount, imgcount = 0;
   LH_TRY(lh_int_cast(LH_MAX(D, 1), "number of columns", &dcount));
+  LH_TRY(lh_int_cast(img, "neighbour heap image", &imgcount));
   MPI_Type_contiguous(dcount, in == LH_F64 ? MPI_DOUBLE : MPI_FLOAT, &rowt);
   MPI_Type_commit(&rowt);
 
   lh_progress bar;
   lh_progress_start(&bar, r, "knn", "rows", N);
-  /* Step s: the visiting block is rank (r + s) mod P's; it came from rank r + 1 and goes on
-   * to rank r - 1 while we work on it. Step 0 uses our own rows. */
+  /* Step s works on rank (r + s) mod P's rows, which came from rank r + 1 and go on to rank
+   * r - 1; the transfer for step s + 1 runs while step s computes. Every pair of blocks
+   * {a, b} is met at step s = b - a (mod P) by rank a and at step P - s by rank b: with
+   * symmetry, for 2s < P rank a takes the pair for both ends and returns the visiting rows'
+   * heaps to their owner, and at 2s = P (even P) the two ranks split the pair by halves.
+   * Without symmetry (large k) every rank takes its own rows against every block. */
+  const int next = (r + 1) % P, prev = (r + P - 1) % P;
+  const int steps = sym ? smax : P - 1;
   memcpy(raw[0], own.raw, (size_t)(n * D) * isz);
   int cur = 0;
-  const int next = (r + 1) % P, prev = (r + P - 1) % P;
-  for (int s = 0; s < P; s++) {
-    int owner = (r + s) % P;
-    MPI_Request req[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
-    if (s + 1 < P) {
-      int incoming = (r + s + 1) % P;
-      int mcnt, scnt;
-      LH_TRY(lh_int_cast(lh_part_count(N, P, incoming), "rows per rank", &mcnt));
-      LH_TRY(lh_int_cast(lh_part_count(N, P, owner), "rows per rank", &scnt));
-      MPI_Irecv(raw[1 - cur], D > 0 ? mcnt : 0, rowt, next, 17, comm, &req[0]);
-      MPI_Isend(raw[cur], D > 0 ? scnt : 0, rowt, prev, 17, comm, &req[1]);
+  MPI_Request req[6];
+  for (int q = 0; q < 6; q++) req[q] = MPI_REQUEST_NULL;
+  /* post the transfer that brings block r + s + 1 while working on step s */
+  #define POST_NEXT_BLOCK(s_)                                                              \
+    do {                                                                                   \
+      int mcnt_, scnt_;                                                                    \
+      LH_TRY(lh_int_cast(lh_part_count(N, P, (r + (s_) + 1) % P), "rows per rank", &mcnt_)); \
+      LH_TRY(lh_int_cast(lh_part_count(N, P, (r + (s_)) % P), "rows per rank", &scnt_));   \
+      MPI_Irecv(raw[1 - cur], D > 0 ? mcnt_ : 0, rowt, next, 17, comm, &req[0]);           \
+      MPI_Isend(raw[cur], D > 0 ? scnt_ : 0, rowt, prev, 17, comm, &req[1]);               \
+    } while (0)
+  if (steps > 0) POST_NEXT_BLOCK(0);
+  /* Own block: each pair once (j > i) for both ends, or every pair for the rows. */
+  process_pairs(&cx, &own, 0, n, &h, &own, 0, n, sym ? &h : NULL, sym);
+  lh_event_begin(ev_wait);
+  MPI_Waitall(2, req, MPI_STATUSES_IGNORE);
+  lh_event_end(ev_wait);
+  cur = 1 - cur;
+  lh_progress_update(&bar, (int64_t)((double)N / (steps + 1)));
+
+  for (int s = 1; s <= steps; s++) {
+    int owner = (r + s) % P, from = (r + P - s) % P;
+    if (s < steps) POST_NEXT_BLOCK(s);
+    lh_event_begin(ev_prep);
+    vis.m = lh_part_count(N, P, owner);
+    vis.row0 = lh_part_offset(N, P, owner);
+    vis.raw = raw[cur];
+    prepare(&vis, in, cx.wt, D, mean, cx.cu);
+    lh_event_end(ev_prep);
+    bool both = sym && 2 * s <= P;
+    int sendcnt = 0, recvcnt = 0;
+    if (both) {
+      heap_reset(&hv, vis.m);
+      LH_TRY(lh_int_cast(vis.m * cx.k, "neighbour heap image", &sendcnt));
+      LH_TRY(lh_int_cast(n * cx.k, "neighbour heap image", &recvcnt));
+      MPI_Irecv(back_d, recvcnt, MPI_DOUBLE, from, 18, comm, &req[2]);
+      MPI_Irecv(back_i, recvcnt, MPI_INT64_T, from, 19, comm, &req[3]);
     }
-    if (s == 0) {
-      process_blocks(&cx, &own, &own);
+    if (both && 2 * s == P) { /* split the pair of blocks by halves */
+      if (r < owner)
+        process_pairs(&cx, &own, 0, n, &h, &vis, 0, vis.m / 2, &hv, false);
+      else
+        process_pairs(&cx, &own, n / 2, n, &h, &vis, 0, vis.m, &hv, false);
     } else {
-      lh_event_begin(ev_prep);
-      vis.m = lh_part_count(N, P, owner);
-      vis.row0 = lh_part_offset(N, P, owner);
-      vis.raw = raw[cur];
-      prepare(&vis, in, cx.wt, D, mean, cx.cu);
-      lh_event_end(ev_prep);
-      process_blocks(&cx, &own, &vis);
+      process_pairs(&cx, &own, 0, n, &h, &vis, 0, vis.m, both ? &hv : NULL, false);
+    }
+    if (both) {
+      heap_image(&hv, vis.m, img_d, img_i);
+      MPI_Isend(img_d, sendcnt, MPI_DOUBLE, owner, 18, comm, &req[4]);
+      MPI_Isend(img_i, sendcnt, MPI_INT64_T, owner, 19, comm, &req[5]);
     }
     lh_event_begin(ev_wait);
-    MPI_Waitall(2, req, MPI_STATUSES_IGNORE);
+    MPI_Waitall(6, req, MPI_STATUSES_IGNORE);
     lh_event_end(ev_wait);
+    if (both) merge_image(&h, n, back_d, back_i);
     cur = 1 - cur;
-    lh_progress_update(&bar, (int64_t)((double)N * (s + 1) / P));
+    lh_progress_update(&bar, (int64_t)((double)N * (s + 1) / (steps + 1)));
   }
+  #undef POST_NEXT_BLOCK
   lh_progress_finish(&bar);
+  lh_log_debug("knn: %lld exact distance evaluations for %lld rows (k = %lld)",
+               (long long)cx.exact_calls, (long long)n, (long long)cx.k);
 
   /* Heaps -> ascending lists; absent neighbours at the end. */
-  LH_TRY(lh_agree(comm, lh_alloc((size_t)cx.k, sizeof(cand), false, "sort scratch", &scratch)));
   for (int64_t i = 0; i < n; i++) {
-    int64_t c = cx.h.cnt[i];
+    int64_t c = h.cnt[i];
     for (int64_t t = 0; t < c; t++) {
-      scratch[t].d2 = cx.h.d2[i * cx.k + t];
-      scratch[t].ix = cx.h.ix[i * cx.k + t];
+      scratch[t].d2 = h.d2[i * cx.k + t];
+      scratch[t].ix = h.ix[i * cx.k + t];
     }
     qsort(scratch, (size_t)c, sizeof *scratch, cand_cmp);
     for (int64_t t = 0; t < cx.k; t++) {
@@ -393,20 +601,18 @@ done:
   if (rowt != MPI_DATATYPE_NULL) MPI_Type_free(&rowt);
   lh_knn_result_destroy(&res);
   lh_free(mean);
+  lh_free(img_d);
+  lh_free(img_i);
+  lh_free(back_d);
+  lh_free(back_i);
   lh_free(raw[0]);
   lh_free(raw[1]);
-  lh_free(own.w);
-  lh_free(own.norm);
-  lh_free(own.lbn);
-  lh_free(own.ok);
-  lh_free(vis.w);
-  lh_free(vis.norm);
-  lh_free(vis.lbn);
-  lh_free(vis.ok);
-  lh_free(cx.h.d2);
-  lh_free(cx.h.ix);
-  lh_free(cx.h.cnt);
+  block_free(&own);
+  block_free(&vis);
+  heap_free(&h);
+  heap_free(&hv);
   lh_free(cx.G);
+  lh_free(cx.pass);
   lh_free(scratch);
   lh_event_end(ev_all);
   return st;

@@ -86,6 +86,26 @@ static void check_knn(lh_dmat *X, json_t *kn, double eps, const char *name) {
   lh_knn_result_destroy(&r);
 }
 
+/* k above the symmetric limit takes the one-sided path: its first 5 neighbours must be the
+ * golden k = 5 lists. */
+static void check_prefix_large_k(lh_dmat *X, json_t *kn, double eps) {
+  json_t *gi = json_object_get(kn, "index");
+  lh_knn_opts o = lh_knn_defaults();
+  o.k = 70;
+  o.eps = eps;
+  lh_knn_result *r = NULL;
+  MT_OK(lh_knn_run(X, &o, &r));
+  int bad = 0;
+  for (int64_t i = 0; r && i < r->n; i++) {
+    for (int64_t t = 0; t < 5; t++)
+      if (r->index[i * 70 + t] != json_integer_value(json_array_get(json_array_get(gi, (size_t)(r->row0 + i)), (size_t)t))) bad++;
+    for (int64_t t = 1; t < 70; t++)
+      if (r->dist[i * 70 + t] < r->dist[i * 70 + t - 1]) bad++;
+  }
+  MT_CHECK(bad == 0, "k=70: %d entries differ from the golden k=5 prefix or are unsorted", bad);
+  lh_knn_result_destroy(&r);
+}
+
 static void check_twonn(lh_dmat *X, json_t *tw, double eps, const char *name) {
   lh_twonn_opts o = lh_twonn_defaults();
   o.eps = eps;
@@ -144,6 +164,7 @@ static void golden_clouds(json_t *doc) {
     json_t *kn;
     size_t q;
     json_array_foreach(json_object_get(c, "knn"), q, kn) check_knn(X, kn, eps, name);
+    if (idx == 0) check_prefix_large_k(X, json_array_get(json_object_get(c, "knn"), 0), eps);
     check_twonn(X, json_object_get(c, "twonn"), eps, name);
     json_array_foreach(json_object_get(c, "localknn"), q, kn) check_localknn(X, kn, eps, name);
     lh_dmat_destroy(&X);
