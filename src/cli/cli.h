@@ -83,5 +83,6 @@ json_t *cli_real(double v);
 lh_status cmd_twonn(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 lh_status cmd_localknn(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 lh_status cmd_knn(MPI_Comm comm, int argc, char **argv, cli_common *cc);
+lh_status cmd_synth(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 
 #endif

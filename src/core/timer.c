@@ -109,6 +109,10 @@ lh_status lh_log_view(MPI_Comm comm, FILE *f) {
   MPI_Reduce(t, tmin, nnames, MPI_DOUBLE, MPI_MIN, 0, comm);
   MPI_Reduce(t, tsum, nnames, MPI_DOUBLE, MPI_SUM, 0, comm);
   MPI_Reduce(calls, cmax, nnames, MPI_LONG_LONG, MPI_MAX, 0, comm);
+  double rss = (double)lh_peak_rss_bytes(), rmax = 0, rmin = 0, rsum = 0;
+  MPI_Reduce(&rss, &rmax, 1, MPI_DOUBLE, MPI_MAX, 0, comm);
+  MPI_Reduce(&rss, &rmin, 1, MPI_DOUBLE, MPI_MIN, 0, comm);
+  MPI_Reduce(&rss, &rsum, 1, MPI_DOUBLE, MPI_SUM, 0, comm);
   if (rank == 0) {
     fprintf(f, "--- latenthook log view: %d rank%s ---\n", P, P == 1 ? "" : "s");
     fprintf(f, "%-32s %8s %12s %12s %12s %7s\n", "event", "calls", "max (s)", "min (s)",
@@ -118,6 +122,10 @@ lh_status lh_log_view(MPI_Comm comm, FILE *f) {
       fprintf(f, "%-32s %8lld %12.4f %12.4f %12.4f %7.2f\n", names[q], cmax[q], tmax[q],
               tmin[q], tsum[q] / P, ratio);
     }
+    char b1[32], b2[32], b3[32];
+    fprintf(f, "%-32s %8s %12s %12s %12s\n", "peak memory per rank", "",
+            lh_format_bytes(rmax, b1, sizeof b1), lh_format_bytes(rmin, b2, sizeof b2),
+            lh_format_bytes(rsum / P, b3, sizeof b3));
     fflush(f);
   }
 done:
