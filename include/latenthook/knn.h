@@ -65,6 +65,9 @@ static inline int64_t lh_knn_segment_start(int64_t N, int64_t S, int64_t j) {
   return j * (N / S) + (j * (N % S)) / S; /* = floor(j N / S) without overflowing j N */
 }
 
+/* The segment (of S over N rows) holding global row i. Pure. */
+int64_t lh_knn_segment_of(int64_t N, int64_t S, int64_t i);
+
 #ifdef __cplusplus
 }
 #endif

@@ -219,8 +219,9 @@ typedef struct ctx {
   int64_t exact_calls;
 } ctx;
 
-static int64_t segment_of(int64_t N, int64_t S, int64_t i) {
-  int64_t j = S > 1 ? (int64_t)((double)i * (double)S / (double)N) : 0;
+int64_t lh_knn_segment_of(int64_t N, int64_t S, int64_t i) {
+  if (S <= 1) return 0;
+  int64_t j = (int64_t)((double)i * (double)S / (double)N); /* a guess, then corrected */
   if (j >= S) j = S - 1;
   while (j > 0 && lh_knn_segment_start(N, S, j) > i) j--;
   while (j + 1 < S && lh_knn_segment_start(N, S, j + 1) <= i) j++;
@@ -249,8 +250,8 @@ static void process_pairs(ctx *cx, const block *q, int64_t qlo, int64_t qhi, hea
     /* Candidate range for this tile (segments are contiguous in global index). */
     int64_t lo = clo, hi = chi;
     if (cx->nseg > 1) {
-      int64_t s0 = segment_of(cx->N, cx->nseg, q->row0 + i0);
-      int64_t s1 = segment_of(cx->N, cx->nseg, q->row0 + i0 + tq - 1);
+      int64_t s0 = lh_knn_segment_of(cx->N, cx->nseg, q->row0 + i0);
+      int64_t s1 = lh_knn_segment_of(cx->N, cx->nseg, q->row0 + i0 + tq - 1);
       lo = LH_MAX(lo, lh_knn_segment_start(cx->N, cx->nseg, s0) - c->row0);
       hi = LH_MIN(hi, lh_knn_segment_start(cx->N, cx->nseg, s1 + 1) - c->row0);
     }
@@ -277,7 +278,7 @@ static void process_pairs(ctx *cx, const block *q, int64_t qlo, int64_t qhi, hea
         if (!q->ok[qi]) continue;
         int64_t jlo = j0, jhi = j0 + tc;
         if (cx->nseg > 1) { /* this query's own segment */
-          int64_t sg = segment_of(cx->N, cx->nseg, gi);
+          int64_t sg = lh_knn_segment_of(cx->N, cx->nseg, gi);
           jlo = LH_MAX(jlo, lh_knn_segment_start(cx->N, cx->nseg, sg) - c->row0);
           jhi = LH_MIN(jhi, lh_knn_segment_start(cx->N, cx->nseg, sg + 1) - c->row0);
         }

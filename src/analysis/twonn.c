@@ -29,16 +29,6 @@ void lh_twonn_result_destroy(lh_twonn_result **r) {
   *r = NULL;
 }
 
-/* Segment of global row i (contiguous ranges, see knn.h). */
-static int64_t seg_of(int64_t N, int64_t S, int64_t i) {
-  if (S <= 1) return 0;
-  int64_t j = (int64_t)((double)i * (double)S / (double)N);
-  if (j >= S) j = S - 1;
-  while (j > 0 && lh_knn_segment_start(N, S, j) > i) j--;
-  while (j + 1 < S && lh_knn_segment_start(N, S, j + 1) <= i) j++;
-  return j;
-}
-
 lh_status lh_twonn_run(const lh_dmat *X, const lh_twonn_opts *opts, lh_twonn_result **out) {
   lh_status st = LH_OK, local = LH_OK;
   MPI_Comm comm = lh_dmat_comm(X);
@@ -90,7 +80,7 @@ lh_status lh_twonn_run(const lh_dmat *X, const lh_twonn_opts *opts, lh_twonn_res
     if (!isfinite(r1) || !isfinite(r2)) continue;
     mu[nv] = r2 / r1;
     ids[nv] = row0 + i;
-    segs[nv] = seg_of(N, S, row0 + i);
+    segs[nv] = lh_knn_segment_of(N, S, row0 + i);
     cnt[segs[nv]]++;
     nv++;
   }

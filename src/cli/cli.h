@@ -86,3 +86,27 @@ lh_status cmd_knn(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 lh_status cmd_synth(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 
 #endif
+
+/* ---- items of a batched dataset, spread over the ranks (batch.h) ------------------------ */
+
+/* What one rank sees of one round. */
+typedef struct cli_item {
+  int64_t b;       /* batch item of this rank's group, or -1 (nothing this round) */
+  lh_dmat *X;      /* its rows, on `group`; NULL when b < 0 */
+  MPI_Comm group;  /* the ranks working on item b */
+  bool leader;     /* rank 0 of the group: the one that records the item's scalars */
+} cli_item;
+
+typedef lh_status (*cli_item_fn)(cli_item *it, void *user);
+
+/* For every item of `d` (read as `dtype`): reads it collectively, calls compute(it) on the
+ * group that holds it (group-collective; not called when it.b < 0), agrees over comm, then
+ * calls write(it) on every rank of comm (collective: a rank with it.b < 0 writes nothing).
+ * write may be NULL. Collective over comm. */
+LH_NODISCARD lh_status cli_each_item(MPI_Comm comm, lh_h5_dset *d, lh_dtype dtype,
+                                     cli_item_fn compute, cli_item_fn write, void *user);
+
+/* Completes per-item arrays whose entries were set by one rank each (zero elsewhere), on
+ * every rank (a sum). Collective. */
+LH_NODISCARD lh_status cli_share_f64(MPI_Comm comm, int64_t count, double *v);
+LH_NODISCARD lh_status cli_share_i64(MPI_Comm comm, int64_t count, int64_t *v);

@@ -7,7 +7,6 @@
 
 #include "cli/cli.h"
 #include "core/check.h"
-#include "latenthook/batch.h"
 #include "latenthook/comm.h"
 #include "latenthook/mem.h"
 #include "latenthook/knn.h"
@@ -47,8 +46,38 @@ static lh_status on_option(int code, const char *arg, void *user) {
   return LH_ERROR(LH_ERR_INTERNAL, "unhandled option %d", code);
 }
 
+typedef struct run {
+  lh_knn_opts ko;
+  lh_h5_dset *dist, *index; /* outputs */
+  lh_knn_result *res;       /* this round's neighbours */
+  int64_t *absent;
+} run;
+
+static lh_status compute(cli_item *it, void *user) {
+  run *u = user;
+  lh_status st = lh_knn_run(it->X, &u->ko, &u->res);
+  if (st != LH_OK) return st;
+  int64_t cnt = 0;
+  for (int64_t t = 0; t < u->res->n * u->res->k; t++) cnt += u->res->index[t] < 0;
+  MPI_Allreduce(MPI_IN_PLACE, &cnt, 1, MPI_INT64_T, MPI_SUM, it->group);
+  if (it->leader) u->absent[it->b] = cnt;
+  return LH_OK;
+}
+
+static lh_status write(cli_item *it, void *user) {
+  run *u = user;
+  lh_status st = LH_OK;
+  const lh_knn_result *r = u->res;
+  int64_t b = it->b >= 0 ? it->b : 0, r0 = r ? r->row0 : 0, n = r ? r->n : 0;
+  LH_TRY(lh_h5_write_rows(u->dist, b, r0, n, LH_F64, r ? r->dist : NULL));
+  LH_TRY(lh_h5_write_rows_i64(u->index, b, r0, n, r ? r->index : NULL));
+done:
+  lh_knn_result_destroy(&u->res);
+  return st;
+}
+
 lh_status cmd_knn(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
-  lh_status st = LH_OK, local = LH_OK;
+  lh_status st = LH_OK;
   static const struct option opts[] = {{"data", required_argument, NULL, OPT_DATA},
                                        {"out", required_argument, NULL, OPT_OUT},
                                        {"k", required_argument, NULL, OPT_K},
@@ -56,12 +85,9 @@ lh_status cmd_knn(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
                                        CLI_COMMON_OPTIONS,
                                        {0, 0, 0, 0}};
   args a = {.eps = 1e-5, .k = 0};
-  lh_h5_dset *d = NULL, *dd = NULL, *di = NULL;
+  lh_h5_dset *d = NULL;
   lh_h5_out *o = NULL;
-  lh_batch_plan plan = {.group_comm = MPI_COMM_NULL};
-  lh_dmat *X = NULL;
-  lh_knn_result *res = NULL;
-  int64_t *absent = NULL;
+  run u = {.ko = lh_knn_defaults()};
   int pos;
 
   LH_TRY(cli_parse("knn", argc, argv, opts, NULL, cc, on_option, &a, &pos));
@@ -77,62 +103,36 @@ lh_status cmd_knn(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
 
   LH_TRY(lh_h5_open(comm, a.data, LH_ROWS_SECOND_LAST, &d));
   const lh_h5_info *in = lh_h5_dset_info(d);
-  const int64_t B = in->B, N = in->N, D = in->E, K = a.k;
+  const int64_t B = in->B, N = in->N, K = a.k;
   int64_t dims[LH_H5_MAX_DIMS];
   for (int q = 0; q <= in->row_axis; q++) dims[q] = in->dims[q];
   dims[in->row_axis + 1] = K;
+  u.ko.k = K;
+  u.ko.eps = a.eps;
   LH_TRY(lh_h5_out_create(comm, a.out, &o));
-  LH_TRY(lh_h5_out_dataset(o, "/distances", LH_F64, in->row_axis + 2, dims, LH_ROWS_SECOND_LAST, &dd));
-  LH_TRY(lh_h5_out_dataset_i64(o, "/indices", in->row_axis + 2, dims, LH_ROWS_SECOND_LAST, &di));
-  LH_TRY(lh_agree(comm, lh_alloc((size_t)B, sizeof *absent, true, "results", &absent)));
-  LH_TRY(lh_batch_plan_create(comm, B, &plan));
-  int grank;
-  MPI_Comm_rank(plan.group_comm, &grank);
-  lh_knn_opts ko = lh_knn_defaults();
-  ko.k = K;
-  ko.eps = a.eps;
-  for (int64_t round = 0; round < plan.rounds; round++) {
-    int64_t b = lh_batch_plan_item(&plan, round);
-    local = b >= 0 ? lh_dmat_create(plan.group_comm, in->natural, N, D, &X) : LH_OK;
-    LH_TRY(lh_agree(comm, local));
-    LH_TRY(lh_h5_read_dmat(d, b, X));
-    local = b >= 0 ? lh_knn_run(X, &ko, &res) : LH_OK;
-    LH_TRY(lh_agree(comm, local));
-    int64_t r0 = res ? res->row0 : 0, n = res ? res->n : 0;
-    LH_TRY(lh_h5_write_rows(dd, b >= 0 ? b : 0, r0, n, LH_F64, res ? res->dist : NULL));
-    LH_TRY(lh_h5_write_rows_i64(di, b >= 0 ? b : 0, r0, n, res ? res->index : NULL));
-    if (res) {
-      int64_t cnt = 0;
-      for (int64_t t = 0; t < n * K; t++) cnt += res->index[t] < 0;
-      MPI_Allreduce(MPI_IN_PLACE, &cnt, 1, MPI_INT64_T, MPI_SUM, plan.group_comm);
-      if (grank == 0) absent[b] = cnt;
-    }
-    lh_knn_result_destroy(&res);
-    lh_dmat_destroy(&X);
-  }
-  int b32;
-  LH_TRY(lh_int_cast(B, "batch items", &b32));
-  MPI_Allreduce(MPI_IN_PLACE, absent, b32, MPI_INT64_T, MPI_SUM, comm);
-  lh_h5_close(&dd);
-  lh_h5_close(&di);
+  LH_TRY(lh_h5_out_dataset(o, "/distances", LH_F64, in->row_axis + 2, dims, LH_ROWS_SECOND_LAST, &u.dist));
+  LH_TRY(lh_h5_out_dataset_i64(o, "/indices", in->row_axis + 2, dims, LH_ROWS_SECOND_LAST, &u.index));
+  LH_TRY(lh_agree(comm, lh_alloc((size_t)B, sizeof(int64_t), true, "results", &u.absent)));
+  LH_TRY(cli_each_item(comm, d, in->natural, compute, write, &u));
+  LH_TRY(cli_share_i64(comm, B, u.absent));
+  lh_h5_close(&u.dist);
+  lh_h5_close(&u.index);
   LH_TRY(lh_h5_out_commit(&o));
   json_t *doc = json_object();
   json_object_set_new(doc, "k", json_integer(K));
   json_object_set_new(doc, "n_points", json_integer(N));
-  json_object_set_new(doc, "absent", cli_batch_counts(absent, in));
+  json_object_set_new(doc, "absent", cli_batch_counts(u.absent, in));
   json_object_set_new(doc, "eps", json_real(a.eps));
   json_object_set_new(doc, "distances", json_string("/distances"));
   json_object_set_new(doc, "indices", json_string("/indices"));
   json_object_set_new(doc, "out", json_string(a.out));
   cli_emit_json(comm, doc);
 done:
-  lh_knn_result_destroy(&res);
-  lh_dmat_destroy(&X);
-  lh_h5_close(&dd);
-  lh_h5_close(&di);
+  lh_knn_result_destroy(&u.res);
+  lh_h5_close(&u.dist);
+  lh_h5_close(&u.index);
   lh_h5_out_discard(&o);
-  lh_batch_plan_destroy(&plan);
   lh_h5_close(&d);
-  lh_free(absent);
+  lh_free(u.absent);
   return st;
 }

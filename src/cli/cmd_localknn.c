@@ -7,7 +7,6 @@
 
 #include "cli/cli.h"
 #include "core/check.h"
-#include "latenthook/batch.h"
 #include "latenthook/comm.h"
 #include "latenthook/mem.h"
 #include "latenthook/localknn.h"
@@ -55,6 +54,40 @@ static lh_status on_option(int code, const char *arg, void *user) {
   return LH_ERROR(LH_ERR_INTERNAL, "unhandled option %d", code);
 }
 
+/* State shared by the per-item callbacks. */
+typedef struct run {
+  int64_t k;
+  double eps;
+  lh_h5_dset *out;  /* OUT:/dimension */
+  lh_dmat *dim;     /* this round's result */
+  double *mean, *median;
+  int64_t *nan_count;
+} run;
+
+static lh_status compute(cli_item *it, void *user) {
+  run *u = user;
+  lh_status st = LH_OK;
+  double mn, md;
+  int64_t nc;
+  LH_TRY(lh_dmat_create(it->group, LH_F64, lh_dmat_rows(it->X), 1, &u->dim));
+  LH_TRY(lh_localknn_run(it->X, u->k, u->eps, u->dim));
+  LH_TRY(lh_localknn_summary(u->dim, &mn, &md, &nc));
+  if (it->leader) {
+    u->mean[it->b] = mn;
+    u->median[it->b] = md;
+    u->nan_count[it->b] = nc;
+  }
+done:
+  return st;
+}
+
+static lh_status write(cli_item *it, void *user) {
+  run *u = user;
+  lh_status st = lh_h5_write_dmat(u->out, it->b, u->dim);
+  lh_dmat_destroy(&u->dim);
+  return st;
+}
+
 lh_status cmd_localknn(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
   lh_status st = LH_OK, local = LH_OK;
   static const struct option opts[] = {{"data", required_argument, NULL, OPT_DATA},
@@ -64,12 +97,9 @@ lh_status cmd_localknn(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
                                        CLI_COMMON_OPTIONS,
                                        {0, 0, 0, 0}};
   args a = {.eps = 1e-5, .k = 0};
-  lh_h5_dset *d = NULL, *dd = NULL;
+  lh_h5_dset *d = NULL;
   lh_h5_out *o = NULL;
-  lh_batch_plan plan = {.group_comm = MPI_COMM_NULL};
-  lh_dmat *X = NULL, *dim = NULL;
-  double *mean = NULL, *median = NULL;
-  int64_t *nan_count = NULL;
+  run u = {0};
   int pos;
 
   LH_TRY(cli_parse("local-knn", argc, argv, opts, NULL, cc, on_option, &a, &pos));
@@ -84,66 +114,40 @@ lh_status cmd_localknn(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
 
   LH_TRY(lh_h5_open(comm, a.data, LH_ROWS_SECOND_LAST, &d));
   const lh_h5_info *in = lh_h5_dset_info(d);
-  const int64_t B = in->B, N = in->N, D = in->E;
-  int64_t k = a.k ? a.k : lh_localknn_auto_k(N);
-  if (N < 2 * k + 1) /* fail before any work (every item has the same N) */
+  const int64_t B = in->B, N = in->N;
+  u.k = a.k ? a.k : lh_localknn_auto_k(N);
+  u.eps = a.eps;
+  if (N < 2 * u.k + 1) /* fail before any work (every item has the same N) */
     LH_FAIL(LH_ERR_VALUE, "At least 2k+1 points required for local KNN (k=%lld), got %lld",
-            (long long)k, (long long)N);
+            (long long)u.k, (long long)N);
   LH_TRY(lh_h5_out_create(comm, a.out, &o));
-  LH_TRY(lh_h5_out_dataset(o, "/dimension", LH_F32, in->row_axis + 1, in->dims, LH_ROWS_LAST, &dd));
-  local = lh_alloc((size_t)B, sizeof *mean, true, "results", &mean);
-  if (local == LH_OK) local = lh_alloc((size_t)B, sizeof *median, true, "results", &median);
-  if (local == LH_OK) local = lh_alloc((size_t)B, sizeof *nan_count, true, "results", &nan_count);
+  LH_TRY(lh_h5_out_dataset(o, "/dimension", LH_F32, in->row_axis + 1, in->dims, LH_ROWS_LAST, &u.out));
+  local = lh_alloc((size_t)B, sizeof(double), true, "results", &u.mean);
+  if (local == LH_OK) local = lh_alloc((size_t)B, sizeof(double), true, "results", &u.median);
+  if (local == LH_OK) local = lh_alloc((size_t)B, sizeof(int64_t), true, "results", &u.nan_count);
   LH_TRY(lh_agree(comm, local));
-  LH_TRY(lh_batch_plan_create(comm, B, &plan));
-  int grank;
-  MPI_Comm_rank(plan.group_comm, &grank);
-  for (int64_t round = 0; round < plan.rounds; round++) {
-    int64_t b = lh_batch_plan_item(&plan, round);
-    local = LH_OK;
-    if (b >= 0) local = lh_dmat_create(plan.group_comm, in->natural, N, D, &X);
-    if (local == LH_OK && b >= 0) local = lh_dmat_create(plan.group_comm, LH_F64, N, 1, &dim);
-    LH_TRY(lh_agree(comm, local));
-    LH_TRY(lh_h5_read_dmat(d, b, X));
-    double mn = 0, md = 0;
-    int64_t nc = 0;
-    local = b >= 0 ? lh_localknn_run(X, k, a.eps, dim) : LH_OK;
-    if (local == LH_OK && b >= 0) local = lh_localknn_summary(dim, &mn, &md, &nc);
-    LH_TRY(lh_agree(comm, local));
-    LH_TRY(lh_h5_write_dmat(dd, b, dim));
-    if (b >= 0 && grank == 0) {
-      mean[b] = mn;
-      median[b] = md;
-      nan_count[b] = nc;
-    }
-    lh_dmat_destroy(&X);
-    lh_dmat_destroy(&dim);
-  }
-  int b32;
-  LH_TRY(lh_int_cast(B, "batch items", &b32));
-  MPI_Allreduce(MPI_IN_PLACE, mean, b32, MPI_DOUBLE, MPI_SUM, comm);
-  MPI_Allreduce(MPI_IN_PLACE, median, b32, MPI_DOUBLE, MPI_SUM, comm);
-  MPI_Allreduce(MPI_IN_PLACE, nan_count, b32, MPI_INT64_T, MPI_SUM, comm);
-  lh_h5_close(&dd);
+  LH_TRY(cli_each_item(comm, d, in->natural, compute, write, &u));
+  LH_TRY(cli_share_f64(comm, B, u.mean));
+  LH_TRY(cli_share_f64(comm, B, u.median));
+  LH_TRY(cli_share_i64(comm, B, u.nan_count));
+  lh_h5_close(&u.out);
   LH_TRY(lh_h5_out_commit(&o));
   json_t *doc = json_object();
-  json_object_set_new(doc, "k", json_integer(k));
-  json_object_set_new(doc, "mean", cli_batch_values(mean, in));
-  json_object_set_new(doc, "median", cli_batch_values(median, in));
-  json_object_set_new(doc, "nan_count", cli_batch_counts(nan_count, in));
+  json_object_set_new(doc, "k", json_integer(u.k));
+  json_object_set_new(doc, "mean", cli_batch_values(u.mean, in));
+  json_object_set_new(doc, "median", cli_batch_values(u.median, in));
+  json_object_set_new(doc, "nan_count", cli_batch_counts(u.nan_count, in));
   json_object_set_new(doc, "n_points", json_integer(N));
   json_object_set_new(doc, "eps", json_real(a.eps));
   json_object_set_new(doc, "out", json_string(a.out));
   cli_emit_json(comm, doc);
 done:
-  lh_dmat_destroy(&X);
-  lh_dmat_destroy(&dim);
-  lh_h5_close(&dd);
+  lh_dmat_destroy(&u.dim);
+  lh_h5_close(&u.out);
   lh_h5_out_discard(&o);
-  lh_batch_plan_destroy(&plan);
   lh_h5_close(&d);
-  lh_free(mean);
-  lh_free(median);
-  lh_free(nan_count);
+  lh_free(u.mean);
+  lh_free(u.median);
+  lh_free(u.nan_count);
   return st;
 }

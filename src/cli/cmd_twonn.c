@@ -8,7 +8,6 @@
 
 #include "cli/cli.h"
 #include "core/check.h"
-#include "latenthook/batch.h"
 #include "latenthook/comm.h"
 #include "latenthook/mem.h"
 #include "latenthook/dsort.h"
@@ -58,14 +57,13 @@ static lh_status on_option(int code, const char *arg, void *user) {
   return LH_ERROR(LH_ERR_INTERNAL, "unhandled option %d", code);
 }
 
-/* Block analysis of one matrix: TwoNN on 2^s random disjoint subsets for s = 1, 2, ... */
-typedef struct scale_row {
-  int64_t size, count, used;
-  double mean, std;
-} scale_row;
+/* Block analysis of one matrix: TwoNN on 2^s random disjoint subsets for s = 1, 2, ...
+ * Writes per scale (subset size, subsets, mean, std) into row[4 * s]; returns the count. */
+#define MAX_SCALES 62
+#define SCALE_FIELDS 4
 
 static lh_status run_scales(const lh_dmat *X, const lh_twonn_opts *base, uint64_t seed,
-                            scale_row *rows, int *nrows) {
+                            double *row, int *nscales) {
   lh_status st = LH_OK, local = LH_OK;
   MPI_Comm comm = lh_dmat_comm(X);
   int64_t N = lh_dmat_rows(X), n = lh_dmat_local_rows(X), row0 = lh_dmat_row_offset(X);
@@ -73,7 +71,7 @@ static lh_status run_scales(const lh_dmat *X, const lh_twonn_opts *base, uint64_
   int64_t *ids = NULL, *pos = NULL;
   lh_dmat *Xp = NULL;
   lh_twonn_result *res = NULL;
-  *nrows = 0;
+  *nscales = 0;
   /* A random permutation by sorting hashed row indices: subsets of the permuted rows that are
    * contiguous ranges are random, disjoint, and the same for any rank count. */
   local = lh_alloc((size_t)n, sizeof *keys, false, "keys", &keys);
@@ -87,7 +85,7 @@ static lh_status run_scales(const lh_dmat *X, const lh_twonn_opts *base, uint64_
   LH_TRY(lh_dsort_positions_u64(comm, n, keys, ids, pos));
   LH_TRY(lh_dmat_create_like(X, &Xp));
   LH_TRY(lh_dmat_scatter_rows(X, pos, Xp));
-  for (int s = 1; s < 62 && (N >> s) >= 16; s++) {
+  for (int s = 1; s <= MAX_SCALES && (N >> s) >= 16; s++) {
     lh_twonn_opts o = *base;
     o.return_xy = false;
     o.segments = INT64_C(1) << s;
@@ -97,9 +95,7 @@ static lh_status run_scales(const lh_dmat *X, const lh_twonn_opts *base, uint64_
       break;
     }
     LH_TRY(rs);
-    scale_row *r = &rows[(*nrows)++];
-    r->size = N >> s;
-    r->count = res->S;
+    /* mean and sample standard deviation over the subsets with a finite estimate */
     double sum = 0, sq = 0;
     int64_t used = 0;
     for (int64_t j = 0; j < res->S; j++)
@@ -107,11 +103,14 @@ static lh_status run_scales(const lh_dmat *X, const lh_twonn_opts *base, uint64_
         sum += res->dimension[j];
         used++;
       }
-    r->used = used;
-    r->mean = used ? sum / (double)used : NAN;
+    double mean = used ? sum / (double)used : NAN;
     for (int64_t j = 0; j < res->S; j++)
-      if (isfinite(res->dimension[j])) sq += (res->dimension[j] - r->mean) * (res->dimension[j] - r->mean);
-    r->std = used > 1 ? sqrt(sq / (double)(used - 1)) : NAN;
+      if (isfinite(res->dimension[j])) sq += (res->dimension[j] - mean) * (res->dimension[j] - mean);
+    double *r = row + SCALE_FIELDS * (*nscales)++;
+    r[0] = (double)(N >> s);
+    r[1] = (double)res->S;
+    r[2] = mean;
+    r[3] = used > 1 ? sqrt(sq / (double)(used - 1)) : NAN;
     lh_twonn_result_destroy(&res);
   }
 done:
@@ -120,6 +119,48 @@ done:
   lh_free(keys);
   lh_free(ids);
   lh_free(pos);
+  return st;
+}
+
+typedef struct run {
+  lh_twonn_opts to;
+  bool scales;
+  uint64_t seed;
+  lh_h5_dset *dx, *dy;     /* x/y outputs with --return-xy */
+  lh_twonn_result *res;    /* this round's result */
+  double *dim, *mle, *sc;  /* per item; sc: MAX_SCALES x SCALE_FIELDS per item */
+  int64_t *nvalid;
+  int nscales;             /* the same N for every item: the same number of scales */
+} run;
+
+static lh_status compute(cli_item *it, void *user) {
+  run *u = user;
+  lh_status st = LH_OK;
+  LH_TRY(lh_twonn_run(it->X, &u->to, &u->res));
+  int ns = 0;
+  if (u->scales)
+    LH_TRY(run_scales(it->X, &u->to, u->seed, u->sc + it->b * MAX_SCALES * SCALE_FIELDS, &ns));
+  if (it->leader) {
+    u->dim[it->b] = u->res->dimension[0];
+    u->mle[it->b] = u->res->mle[0];
+    u->nvalid[it->b] = u->res->n_valid[0];
+    u->nscales = ns;
+  } else if (u->scales) { /* only the leader's copy is shared */
+    for (int k = 0; k < MAX_SCALES * SCALE_FIELDS; k++) u->sc[it->b * MAX_SCALES * SCALE_FIELDS + k] = 0;
+  }
+done:
+  return st;
+}
+
+static lh_status write(cli_item *it, void *user) {
+  run *u = user;
+  lh_status st = LH_OK;
+  if (u->to.return_xy) {
+    LH_TRY(lh_h5_write_dmat(u->dx, it->b, u->res ? u->res->x : NULL));
+    LH_TRY(lh_h5_write_dmat(u->dy, it->b, u->res ? u->res->y : NULL));
+  }
+done:
+  lh_twonn_result_destroy(&u->res);
   return st;
 }
 
@@ -136,17 +177,10 @@ lh_status cmd_twonn(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
       CLI_COMMON_OPTIONS,
       {0, 0, 0, 0}};
   args a = {.eps = 1e-5};
-  lh_h5_dset *d = NULL, *dx = NULL, *dy = NULL;
+  lh_h5_dset *d = NULL;
   lh_h5_out *o = NULL;
-  lh_batch_plan plan = {.group_comm = MPI_COMM_NULL};
-  lh_dmat *X = NULL;
-  lh_twonn_result *res = NULL;
-  double *dim = NULL, *mle = NULL;
-  int64_t *nvalid = NULL;
-  scale_row *scales = NULL;
-  int nscales_max = 64, nscales = 0;
-  int pos, rank;
-  MPI_Comm_rank(comm, &rank);
+  run u = {.to = lh_twonn_defaults()};
+  int pos;
 
   LH_TRY(cli_parse("twonn", argc, argv, opts, NULL, cc, on_option, &a, &pos));
   if (cc->help) {
@@ -163,138 +197,82 @@ lh_status cmd_twonn(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
 
   LH_TRY(lh_h5_open(comm, a.data, LH_ROWS_SECOND_LAST, &d));
   const lh_h5_info *in = lh_h5_dset_info(d);
-  int64_t B = in->B, N = in->N, D = in->E;
+  const int64_t B = in->B, N = in->N;
+  u.to.eps = a.eps;
+  u.to.discard_fraction = a.discard;
+  u.to.return_xy = a.xy;
+  u.scales = a.scales;
+  u.seed = (uint64_t)a.seed;
   if (a.out) {
     LH_TRY(lh_h5_out_create(comm, a.out, &o));
     if (a.xy) {
       int64_t dims[LH_H5_MAX_DIMS];
       for (int k = 0; k < in->row_axis; k++) dims[k] = in->dims[k];
       dims[in->row_axis] = N > 0 ? N - 1 : 0;
-      LH_TRY(lh_h5_out_dataset(o, "/dimension_x", in->natural, in->row_axis + 1, dims, LH_ROWS_LAST, &dx));
-      LH_TRY(lh_h5_out_dataset(o, "/dimension_y", in->natural, in->row_axis + 1, dims, LH_ROWS_LAST, &dy));
+      LH_TRY(lh_h5_out_dataset(o, "/dimension_x", in->natural, in->row_axis + 1, dims, LH_ROWS_LAST, &u.dx));
+      LH_TRY(lh_h5_out_dataset(o, "/dimension_y", in->natural, in->row_axis + 1, dims, LH_ROWS_LAST, &u.dy));
     }
   }
-  local = lh_alloc((size_t)B, sizeof *dim, true, "results", &dim);
-  if (local == LH_OK) local = lh_alloc((size_t)B, sizeof *mle, true, "results", &mle);
-  if (local == LH_OK) local = lh_alloc((size_t)B, sizeof *nvalid, true, "results", &nvalid);
-  if (local == LH_OK && a.scales)
-    local = lh_alloc((size_t)(B * nscales_max), sizeof *scales, true, "scales", &scales);
+  int64_t nsc = a.scales ? B * MAX_SCALES * SCALE_FIELDS : 0;
+  local = lh_alloc((size_t)B, sizeof(double), true, "results", &u.dim);
+  if (local == LH_OK) local = lh_alloc((size_t)B, sizeof(double), true, "results", &u.mle);
+  if (local == LH_OK) local = lh_alloc((size_t)B, sizeof(int64_t), true, "results", &u.nvalid);
+  if (local == LH_OK) local = lh_alloc((size_t)nsc, sizeof(double), true, "scales", &u.sc);
   LH_TRY(lh_agree(comm, local));
-  LH_TRY(lh_batch_plan_create(comm, B, &plan));
-  int grank;
-  MPI_Comm_rank(plan.group_comm, &grank);
-
-  lh_twonn_opts to = lh_twonn_defaults();
-  to.eps = a.eps;
-  to.discard_fraction = a.discard;
-  to.return_xy = a.xy;
-  for (int64_t round = 0; round < plan.rounds; round++) {
-    int64_t b = lh_batch_plan_item(&plan, round);
-    local = b >= 0 ? lh_dmat_create(plan.group_comm, in->natural, N, D, &X) : LH_OK;
-    LH_TRY(lh_agree(comm, local));
-    LH_TRY(lh_h5_read_dmat(d, b, X));
-    local = b >= 0 ? lh_twonn_run(X, &to, &res) : LH_OK;
-    if (local == LH_OK && b >= 0 && a.scales) {
-      int ns = 0;
-      local = run_scales(X, &to, (uint64_t)a.seed, scales + b * nscales_max, &ns);
-      nscales = ns; /* the same N for every item: the same number of scales */
-    }
-    LH_TRY(lh_agree(comm, local));
-    if (a.xy) {
-      LH_TRY(lh_h5_write_dmat(dx, b, res ? res->x : NULL));
-      LH_TRY(lh_h5_write_dmat(dy, b, res ? res->y : NULL));
-    }
-    if (b >= 0 && grank == 0) {
-      dim[b] = res->dimension[0];
-      mle[b] = res->mle[0];
-      nvalid[b] = res->n_valid[0];
-    }
-    lh_twonn_result_destroy(&res);
-    lh_dmat_destroy(&X);
-  }
-  /* Each item's values were set by one rank; a sum gathers them everywhere. */
-  int b32;
-  LH_TRY(lh_int_cast(B, "batch items", &b32));
-  MPI_Allreduce(MPI_IN_PLACE, dim, b32, MPI_DOUBLE, MPI_SUM, comm);
-  MPI_Allreduce(MPI_IN_PLACE, mle, b32, MPI_DOUBLE, MPI_SUM, comm);
-  MPI_Allreduce(MPI_IN_PLACE, nvalid, b32, MPI_INT64_T, MPI_SUM, comm);
-  if (a.scales) {
-    MPI_Allreduce(MPI_IN_PLACE, &nscales, 1, MPI_INT, MPI_MAX, comm);
-    /* every scale_row field is a number set by one rank (zero elsewhere): one sum */
-    double *v = NULL;
-    LH_TRY(lh_agree(comm, lh_alloc((size_t)(B * nscales_max * 5), sizeof *v, true, "scales", &v)));
-    for (int64_t b = 0; b < B; b++) {
-      bool mine = lh_batch_plan_item(&plan, b / plan.ngroups) == b && grank == 0;
-      for (int s = 0; s < nscales_max && mine; s++) {
-        scale_row *r = &scales[b * nscales_max + s];
-        double *q = v + (b * nscales_max + s) * 5;
-        q[0] = (double)r->size;
-        q[1] = (double)r->count;
-        q[2] = (double)r->used;
-        q[3] = r->mean;
-        q[4] = r->std;
-      }
-    }
-    MPI_Allreduce(MPI_IN_PLACE, v, (int)(B * nscales_max * 5), MPI_DOUBLE, MPI_SUM, comm);
-    for (int64_t k = 0; k < B * nscales_max; k++) {
-      scales[k].size = (int64_t)v[5 * k];
-      scales[k].count = (int64_t)v[5 * k + 1];
-      scales[k].used = (int64_t)v[5 * k + 2];
-      scales[k].mean = v[5 * k + 3];
-      scales[k].std = v[5 * k + 4];
-    }
-    lh_free(v);
-  }
-  lh_h5_close(&dx);
-  lh_h5_close(&dy);
+  LH_TRY(cli_each_item(comm, d, in->natural, compute, write, &u));
+  LH_TRY(cli_share_f64(comm, B, u.dim));
+  LH_TRY(cli_share_f64(comm, B, u.mle));
+  LH_TRY(cli_share_i64(comm, B, u.nvalid));
+  LH_TRY(cli_share_f64(comm, nsc, u.sc));
+  MPI_Allreduce(MPI_IN_PLACE, &u.nscales, 1, MPI_INT, MPI_MAX, comm);
+  lh_h5_close(&u.dx);
+  lh_h5_close(&u.dy);
   if (o) {
-    LH_TRY(lh_h5_out_write_small(o, "/dimension", LH_F32, in->row_axis, in->dims, dim));
-    LH_TRY(lh_h5_out_write_small(o, "/dimension_mle", LH_F32, in->row_axis, in->dims, mle));
+    LH_TRY(lh_h5_out_write_small(o, "/dimension", LH_F32, in->row_axis, in->dims, u.dim));
+    LH_TRY(lh_h5_out_write_small(o, "/dimension_mle", LH_F32, in->row_axis, in->dims, u.mle));
     LH_TRY(lh_h5_out_commit(&o));
   }
   json_t *doc = json_object();
-  json_object_set_new(doc, "dimension", cli_batch_values(dim, in));
-  json_object_set_new(doc, "dimension_mle", cli_batch_values(mle, in));
-  json_object_set_new(doc, "n_valid", cli_batch_counts(nvalid, in));
+  json_object_set_new(doc, "dimension", cli_batch_values(u.dim, in));
+  json_object_set_new(doc, "dimension_mle", cli_batch_values(u.mle, in));
+  json_object_set_new(doc, "n_valid", cli_batch_counts(u.nvalid, in));
   json_object_set_new(doc, "n_points", json_integer(N));
   json_object_set_new(doc, "discard_fraction", json_real(a.discard));
   json_object_set_new(doc, "eps", json_real(a.eps));
   if (a.scales) {
-    json_t *sc = json_array();
+    json_t *all = json_array();
     for (int64_t b = 0; b < B; b++) {
       json_t *items = json_array();
-      for (int s = 0; s < nscales; s++) {
-        scale_row *r = &scales[b * nscales_max + s];
+      for (int s = 0; s < u.nscales; s++) {
+        const double *r = u.sc + (b * MAX_SCALES + s) * SCALE_FIELDS;
         json_t *e = json_object();
-        json_object_set_new(e, "subset_size", json_integer(r->size));
-        json_object_set_new(e, "subsets", json_integer(r->count));
-        json_object_set_new(e, "mean", cli_real(r->mean));
-        json_object_set_new(e, "std", cli_real(r->std));
+        json_object_set_new(e, "subset_size", json_integer((json_int_t)r[0]));
+        json_object_set_new(e, "subsets", json_integer((json_int_t)r[1]));
+        json_object_set_new(e, "mean", cli_real(r[2]));
+        json_object_set_new(e, "std", cli_real(r[3]));
         json_array_append_new(items, e);
       }
-      json_array_append_new(sc, items);
+      json_array_append_new(all, items);
     }
     /* one list of scales per item; unbatched data gets the list itself */
     if (in->row_axis == 0) {
-      json_t *only = json_incref(json_array_get(sc, 0));
-      json_decref(sc);
-      sc = only ? only : json_array();
+      json_t *only = json_incref(json_array_get(all, 0));
+      json_decref(all);
+      all = only ? only : json_array();
     }
-    json_object_set_new(doc, "scales", sc);
+    json_object_set_new(doc, "scales", all);
     json_object_set_new(doc, "seed", json_integer(a.seed));
   }
   cli_emit_json(comm, doc);
 done:
-  lh_twonn_result_destroy(&res);
-  lh_dmat_destroy(&X);
-  lh_h5_close(&dx);
-  lh_h5_close(&dy);
+  lh_twonn_result_destroy(&u.res);
+  lh_h5_close(&u.dx);
+  lh_h5_close(&u.dy);
   lh_h5_out_discard(&o);
-  lh_batch_plan_destroy(&plan);
   lh_h5_close(&d);
-  lh_free(dim);
-  lh_free(mle);
-  lh_free(nvalid);
-  lh_free(scales);
+  lh_free(u.dim);
+  lh_free(u.mle);
+  lh_free(u.nvalid);
+  lh_free(u.sc);
   return st;
 }
