@@ -205,57 +205,66 @@ done:
   return st;
 }
 
+/* The buffers of a conversion: this rank's rows (float64, row-major), its rows of the even
+ * layout (row-major, then column-major for ScaLAPACK) and that layout's descriptor. */
+typedef struct staging {
+  double *rows, *even, *colmaj;
+  int64_t n, c, lld; /* rows here, rows in the even layout, its leading dimension */
+  int desc[LH_DESC_LEN];
+} staging;
+
+static void staging_free(staging *sg) {
+  lh_free(sg->rows);
+  lh_free(sg->even);
+  lh_free(sg->colmaj);
+}
+
+/* Allocates the staging buffers. Local (the caller agrees). */
+static lh_status staging_alloc(staging *sg, const lh_blacs *g, int64_t N, int64_t D, int64_t n) {
+  lh_status st = LH_OK;
+  int P = g->nranks, r = g->myrow * g->npcol + g->mycol, lr, ignored;
+  sg->n = n;
+  sg->c = even_count(N, P, r);
+  sg->lld = LH_MAX(sg->c, 1);
+  LH_TRY(lh_int_cast(sg->lld * D, "staging slab elements", &ignored));
+  LH_TRY(lh_alloc((size_t)(n * D), sizeof(double), false, "conversion buffer", &sg->rows));
+  LH_TRY(lh_alloc((size_t)(sg->c * D), sizeof(double), false, "conversion buffer", &sg->even));
+  LH_TRY(lh_alloc((size_t)(sg->lld * D), sizeof(double), true, "conversion buffer", &sg->colmaj));
+  LH_TRY(make_desc(g->ctxt_col, P, r, N, D, (int)even_block(N, P), (int)D, sg->desc, &lr));
+done:
+  return st;
+}
+
 lh_status lh_dmat_to_bcmat(const lh_dmat *m, lh_blacs *g, int mb, int nb, lh_bcmat **out) {
-  lh_status st = LH_OK, local = LH_OK;
+  lh_status st = LH_OK;
   MPI_Comm comm = lh_dmat_comm(m);
-  int64_t N = lh_dmat_rows(m), D = lh_dmat_cols(m), n = lh_dmat_local_rows(m);
-  int P = g->nranks, r = g->myrow * g->npcol + g->mycol;
-  double *rows = NULL, *even = NULL, *colmaj = NULL;
+  const int64_t N = lh_dmat_rows(m), D = lh_dmat_cols(m), n = lh_dmat_local_rows(m);
   lh_bcmat *a = NULL;
-  int desc1[LH_DESC_LEN], lr1 = 0;
-  int64_t c = even_count(N, P, r);
+  staging sg = {0};
 
   LH_TRY(lh_bcmat_create(g, N, D, mb, nb, &a));
   if (N == 0 || D == 0) { /* nothing to move (N and D are the same on every rank) */
     *out = a;
     return LH_OK;
   }
-  /* widen to a float64 row-major copy of the local rows */
-  local = lh_alloc((size_t)(n * D), sizeof(double), false, "conversion buffer", &rows);
-  if (local == LH_OK)
-    local = lh_alloc((size_t)(c * D), sizeof(double), false, "conversion buffer", &even);
-  if (local == LH_OK)
-    local = lh_alloc((size_t)(LH_MAX(c, 1) * D), sizeof(double), true, "conversion buffer",
-                     &colmaj);
-  if (local == LH_OK) {
-    int ignored;
-    local = lh_int_cast(LH_MAX(c, 1) * D, "staging slab elements", &ignored);
-  }
-  if (local == LH_OK)
-    local = make_desc(g->ctxt_col, P, r, N, D, (int)even_block(N, P), D > 0 ? (int)D : 1, desc1,
-                      &lr1);
-  LH_TRY(lh_agree(comm, local));
+  LH_TRY(lh_agree(comm, staging_alloc(&sg, g, N, D, n)));
+  /* widen to float64, move to the even layout, transpose to column-major, redistribute */
   if (lh_dmat_dtype(m) == LH_F64) {
-    memcpy(rows, lh_dmat_local_const(m), (size_t)(n * D) * sizeof(double));
+    memcpy(sg.rows, lh_dmat_local_const(m), (size_t)(n * D) * sizeof(double));
   } else {
     const float *s = lh_dmat_local_const(m);
-    for (int64_t k = 0; k < n * D; k++) rows[k] = s[k];
+    for (int64_t k = 0; k < n * D; k++) sg.rows[k] = s[k];
   }
-  LH_TRY(shift_rows(comm, N, D, true, rows, even));
-  int64_t lld1 = LH_MAX(c, 1);
-  for (int64_t i = 0; i < c; i++)
-    for (int64_t j = 0; j < D; j++) colmaj[i + j * lld1] = even[i * D + j];
-  if (N > 0 && D > 0) {
-    int one = 1, mm = (int)N, nn = (int)D;
-    pdgemr2d_(&mm, &nn, colmaj, &one, &one, desc1, a->data, &one, &one, a->desc, &g->ctxt);
-  }
+  LH_TRY(shift_rows(comm, N, D, true, sg.rows, sg.even));
+  for (int64_t i = 0; i < sg.c; i++)
+    for (int64_t j = 0; j < D; j++) sg.colmaj[i + j * sg.lld] = sg.even[i * D + j];
+  int one = 1, mm = (int)N, nn = (int)D;
+  pdgemr2d_(&mm, &nn, sg.colmaj, &one, &one, sg.desc, a->data, &one, &one, a->desc, &g->ctxt);
   *out = a;
   a = NULL;
 done:
   lh_bcmat_destroy(&a);
-  lh_free(rows);
-  lh_free(even);
-  lh_free(colmaj);
+  staging_free(&sg);
   return st;
 }
 
@@ -263,48 +272,27 @@ lh_status lh_bcmat_to_dmat(const lh_bcmat *a, lh_dmat *m) {
   lh_status st = LH_OK, local = LH_OK;
   lh_blacs *g = a->grid;
   MPI_Comm comm = lh_dmat_comm(m);
-  int64_t N = lh_dmat_rows(m), D = lh_dmat_cols(m), n = lh_dmat_local_rows(m);
-  int P = g->nranks, r = g->myrow * g->npcol + g->mycol;
-  double *rows = NULL, *even = NULL, *colmaj = NULL;
-  int desc1[LH_DESC_LEN], lr1 = 0;
-  int64_t c = even_count(N, P, r);
+  const int64_t N = lh_dmat_rows(m), D = lh_dmat_cols(m), n = lh_dmat_local_rows(m);
+  staging sg = {0};
 
   if (a->M != N || a->N != D)
     local = LH_ERROR(LH_ERR_INTERNAL, "lh_bcmat_to_dmat: shapes differ (%lld x %lld vs %lld x %lld)",
                      (long long)a->M, (long long)a->N, (long long)N, (long long)D);
   if (local == LH_OK && (N == 0 || D == 0)) return lh_agree(comm, local);
-  if (local == LH_OK)
-    local = lh_alloc((size_t)(n * D), sizeof(double), false, "conversion buffer", &rows);
-  if (local == LH_OK)
-    local = lh_alloc((size_t)(c * D), sizeof(double), false, "conversion buffer", &even);
-  if (local == LH_OK)
-    local = lh_alloc((size_t)(LH_MAX(c, 1) * D), sizeof(double), true, "conversion buffer",
-                     &colmaj);
-  if (local == LH_OK) {
-    int ignored;
-    local = lh_int_cast(LH_MAX(c, 1) * D, "staging slab elements", &ignored);
-  }
-  if (local == LH_OK)
-    local = make_desc(g->ctxt_col, P, r, N, D, (int)even_block(N, P), D > 0 ? (int)D : 1, desc1,
-                      &lr1);
+  if (local == LH_OK) local = staging_alloc(&sg, g, N, D, n);
   LH_TRY(lh_agree(comm, local));
-  if (N > 0 && D > 0) {
-    int one = 1, mm = (int)N, nn = (int)D;
-    pdgemr2d_(&mm, &nn, a->data, &one, &one, a->desc, colmaj, &one, &one, desc1, &g->ctxt);
-  }
-  int64_t lld1 = LH_MAX(c, 1);
-  for (int64_t i = 0; i < c; i++)
-    for (int64_t j = 0; j < D; j++) even[i * D + j] = colmaj[i + j * lld1];
-  LH_TRY(shift_rows(comm, N, D, false, even, rows));
+  int one = 1, mm = (int)N, nn = (int)D;
+  pdgemr2d_(&mm, &nn, a->data, &one, &one, a->desc, sg.colmaj, &one, &one, sg.desc, &g->ctxt);
+  for (int64_t i = 0; i < sg.c; i++)
+    for (int64_t j = 0; j < D; j++) sg.even[i * D + j] = sg.colmaj[i + j * sg.lld];
+  LH_TRY(shift_rows(comm, N, D, false, sg.even, sg.rows));
   if (lh_dmat_dtype(m) == LH_F64) {
-    memcpy(lh_dmat_local(m), rows, (size_t)(n * D) * sizeof(double));
+    memcpy(lh_dmat_local(m), sg.rows, (size_t)(n * D) * sizeof(double));
   } else {
     float *d = lh_dmat_local(m);
-    for (int64_t k = 0; k < n * D; k++) d[k] = (float)rows[k];
+    for (int64_t k = 0; k < n * D; k++) d[k] = (float)sg.rows[k];
   }
 done:
-  lh_free(rows);
-  lh_free(even);
-  lh_free(colmaj);
+  staging_free(&sg);
   return st;
 }
