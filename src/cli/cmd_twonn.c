@@ -130,7 +130,7 @@ typedef struct run {
   lh_twonn_result *res;    /* this round's result */
   double *dim, *mle, *sc;  /* per item; sc: MAX_SCALES x SCALE_FIELDS per item */
   int64_t *nvalid;
-  int nscales;             /* the same N for every item: the same number of scales */
+  int64_t *nscales;        /* per item: scales computed (the analysis may stop early) */
 } run;
 
 static lh_status compute(cli_item *it, void *user) {
@@ -144,7 +144,7 @@ static lh_status compute(cli_item *it, void *user) {
     u->dim[it->b] = u->res->dimension[0];
     u->mle[it->b] = u->res->mle[0];
     u->nvalid[it->b] = u->res->n_valid[0];
-    u->nscales = ns;
+    u->nscales[it->b] = ns;
   } else if (u->scales) { /* only the leader's copy is shared */
     for (int k = 0; k < MAX_SCALES * SCALE_FIELDS; k++) u->sc[it->b * MAX_SCALES * SCALE_FIELDS + k] = 0;
   }
@@ -217,6 +217,7 @@ lh_status cmd_twonn(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
   local = lh_alloc((size_t)B, sizeof(double), true, "results", &u.dim);
   if (local == LH_OK) local = lh_alloc((size_t)B, sizeof(double), true, "results", &u.mle);
   if (local == LH_OK) local = lh_alloc((size_t)B, sizeof(int64_t), true, "results", &u.nvalid);
+  if (local == LH_OK) local = lh_alloc((size_t)B, sizeof(int64_t), true, "results", &u.nscales);
   if (local == LH_OK) local = lh_alloc((size_t)nsc, sizeof(double), true, "scales", &u.sc);
   LH_TRY(lh_agree(comm, local));
   LH_TRY(cli_each_item(comm, d, in->natural, compute, write, &u));
@@ -224,7 +225,7 @@ lh_status cmd_twonn(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
   LH_TRY(cli_share_f64(comm, B, u.mle));
   LH_TRY(cli_share_i64(comm, B, u.nvalid));
   LH_TRY(cli_share_f64(comm, nsc, u.sc));
-  MPI_Allreduce(MPI_IN_PLACE, &u.nscales, 1, MPI_INT, MPI_MAX, comm);
+  LH_TRY(cli_share_i64(comm, B, u.nscales));
   lh_h5_close(&u.dx);
   lh_h5_close(&u.dy);
   if (o) {
@@ -243,7 +244,7 @@ lh_status cmd_twonn(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
     json_t *all = json_array();
     for (int64_t b = 0; b < B; b++) {
       json_t *items = json_array();
-      for (int s = 0; s < u.nscales; s++) {
+      for (int64_t s = 0; s < u.nscales[b]; s++) {
         const double *r = u.sc + (b * MAX_SCALES + s) * SCALE_FIELDS;
         json_t *e = json_object();
         json_object_set_new(e, "subset_size", json_integer((json_int_t)r[0]));
@@ -273,6 +274,7 @@ done:
   lh_free(u.dim);
   lh_free(u.mle);
   lh_free(u.nvalid);
+  lh_free(u.nscales);
   lh_free(u.sc);
   return st;
 }

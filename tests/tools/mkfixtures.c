@@ -18,10 +18,28 @@
  *            /sc       scalar float64
  *            /cmp      compound
  *   not_hdf5.h5        a text file
+ *   id.h5    (intrinsic dimension and kNN; SPEC section 10 test vectors, all float64)
+ *            /tv5      (5, 1)        [0, 1, 3, 7, 15]                    (TV-2, TV-5)
+ *            /tv6      (4, 1)        [0, -0.4, 0.4, 5]                   (TV-6)
+ *            /tv7      (6, 1)        [0, 0, 1, 3, 7, 15]                 (TV-7)
+ *            /tv8      (5, 2)        [[0,0],[1,0],[0,2],[3,1],[1,1]]     (TV-8)
+ *            /tv3      (5, 2)        square corners + centre             (TV-3)
+ *            /tv4      (5, 1)        [0, 1, 2, 3, 4]                     (TV-4)
+ *            /batch6   (2, 3, 5, 1)  item b = tv5 * SCALE6[b], SCALE6 = {1, 2, 3, 0.5, 10, 0.25}
+ *            /batch2   (2, 5, 1)     item b = tv5 * SCALE2[b], SCALE2 = {4, 0.75}
+ *            /scales_mixed (2, 64, 1) item 0: i^1.5 + 0.1 i; item 1: 1, 2, 3, 4, then 60 zeros
+ *            /two      (2, 3)        i * 3 + j
+ *            /ones     (5, 3)        1
+ *            /four     (4, 5)        (i * 5 + j) % 7 - 3
+ *            /cloud    float32 (320, 5)  splitmix64(i * 5 + j) >> 54, divided by 64 (a grid of
+ *                      1024 levels in [0, 16)), then: rows 1 and 2 = row 0 +- (1/64, 0, 0, 0, 0)
+ *                      (equidistant neighbours of row 0), row 101 = row 37 (a duplicate),
+ *                      row 203 column 2 = NaN
  *
  * Usage: lh_mkfixtures OUTDIR
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +55,13 @@ static int failed;
       failed = 1;                                                 \
     }                                                             \
   } while (0)
+
+static uint64_t splitmix64(uint64_t x) {
+  x += UINT64_C(0x9E3779B97F4A7C15);
+  x = (x ^ (x >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+  x = (x ^ (x >> 27)) * UINT64_C(0x94D049BB133111EB);
+  return x ^ (x >> 31);
+}
 
 static void write_ds(hid_t f, const char *name, hid_t ftype, hid_t mtype, int nd,
                      const hsize_t *dims, const void *data, hid_t dcpl) {
@@ -150,6 +175,63 @@ int main(int argc, char **argv) {
   memset(pr, 0, sizeof pr);
   write_ds(f, "/cmp", ct, ct, 2, (hsize_t[]){3, 2}, pr, H5P_DEFAULT);
   H5Tclose(ct);
+  CHECK(H5Fclose(f));
+
+  snprintf(path, sizeof path, "%s/id.h5", argv[1]);
+  f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  CHECK(f);
+  static const double tv5[5] = {0, 1, 3, 7, 15};
+  write_ds(f, "/tv5", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){5, 1}, tv5, H5P_DEFAULT);
+  write_ds(f, "/tv6", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){4, 1},
+           (double[]){0, -0.4, 0.4, 5}, H5P_DEFAULT);
+  write_ds(f, "/tv7", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){6, 1},
+           (double[]){0, 0, 1, 3, 7, 15}, H5P_DEFAULT);
+  write_ds(f, "/tv8", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){5, 2},
+           (double[]){0, 0, 1, 0, 0, 2, 3, 1, 1, 1}, H5P_DEFAULT);
+  write_ds(f, "/tv3", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){5, 2},
+           (double[]){1, 1, 1, -1, -1, 1, -1, -1, 0, 0}, H5P_DEFAULT);
+  write_ds(f, "/tv4", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){5, 1},
+           (double[]){0, 1, 2, 3, 4}, H5P_DEFAULT);
+  static const double scale6[6] = {1, 2, 3, 0.5, 10, 0.25}, scale2[2] = {4, 0.75};
+  double b6[6][5], b2[2][5];
+  for (int b = 0; b < 6; b++)
+    for (int i = 0; i < 5; i++) b6[b][i] = tv5[i] * scale6[b];
+  for (int b = 0; b < 2; b++)
+    for (int i = 0; i < 5; i++) b2[b][i] = tv5[i] * scale2[b];
+  write_ds(f, "/batch6", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 4, (hsize_t[]){2, 3, 5, 1}, b6,
+           H5P_DEFAULT);
+  write_ds(f, "/batch2", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 3, (hsize_t[]){2, 5, 1}, b2,
+           H5P_DEFAULT);
+  /* Two items whose block analyses stop at different scales: item 0 (64 distinct points)
+   * reaches subsets of 32 and 16; item 1 (60 copies of one point) has no valid subsets. */
+  static double mixed[2][64];
+  for (int i = 0; i < 64; i++) {
+    mixed[0][i] = pow(i, 1.5) + 0.1 * i;
+    mixed[1][i] = i < 4 ? i + 1 : 0;
+  }
+  write_ds(f, "/scales_mixed", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 3, (hsize_t[]){2, 64, 1},
+           mixed, H5P_DEFAULT);
+  double two[2][3], ones[5][3], four[4][5];
+  for (int i = 0; i < 2; i++)
+    for (int j = 0; j < 3; j++) two[i][j] = i * 3 + j;
+  for (int i = 0; i < 5; i++)
+    for (int j = 0; j < 3; j++) ones[i][j] = 1;
+  for (int i = 0; i < 4; i++)
+    for (int j = 0; j < 5; j++) four[i][j] = (i * 5 + j) % 7 - 3;
+  write_ds(f, "/two", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){2, 3}, two, H5P_DEFAULT);
+  write_ds(f, "/ones", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){5, 3}, ones, H5P_DEFAULT);
+  write_ds(f, "/four", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){4, 5}, four, H5P_DEFAULT);
+  static float cloud[320][5];
+  for (int i = 0; i < 320; i++)
+    for (int j = 0; j < 5; j++) cloud[i][j] = (float)(splitmix64((uint64_t)(i * 5 + j)) >> 54) / 64.0f;
+  memcpy(cloud[1], cloud[0], sizeof cloud[0]);
+  memcpy(cloud[2], cloud[0], sizeof cloud[0]);
+  cloud[1][0] += 1.0f / 64;
+  cloud[2][0] -= 1.0f / 64;
+  memcpy(cloud[101], cloud[37], sizeof cloud[0]);
+  cloud[203][2] = NAN;
+  write_ds(f, "/cloud", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, (hsize_t[]){320, 5}, cloud,
+           H5P_DEFAULT);
   CHECK(H5Fclose(f));
 
   snprintf(path, sizeof path, "%s/not_hdf5.h5", argv[1]);
