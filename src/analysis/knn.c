@@ -486,11 +486,32 @@ lh_status lh_knn_run(const lh_dmat *X, const lh_knn_opts *opts, lh_knn_result **
   if (local == LH_OK) local = lh_alloc((size_t)cx.k, sizeof(cand), false, "sort scratch", &scratch);
   LH_TRY(lh_agree(comm, local));
 
-  /* Centring only tightens the screening bound (distances do not change under translation);
-   * the exact column mean is identical on every rank count. */
-  LH_TRY(lh_dmat_col_reduce(X, LH_COL_MEAN, mean));
-  for (int64_t j = 0; j < D; j++)
-    if (!isfinite(mean[j])) mean[j] = 0.0; /* rows with NaN/inf are excluded anyway */
+  /* Centring only tightens the screening bound (distances do not change under translation),
+   * so the centre need not be exact nor the same on every rank count: the results are, the
+   * screen being rigorous for any centre. A plain sum of the finite rows is enough. */
+  {
+    double *acc = mean;
+    int64_t cnt = 0;
+    for (int64_t j = 0; j < D; j++) acc[j] = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+      bool ok = true;
+      for (int64_t j = 0; j < D && ok; j++) {
+        double v = in == LH_F64 ? ((const double *)lh_dmat_local_const(X))[i * D + j]
+                                : (double)((const float *)lh_dmat_local_const(X))[i * D + j];
+        ok = isfinite(v);
+      }
+      if (!ok) continue;
+      cnt++;
+      for (int64_t j = 0; j < D; j++)
+        acc[j] += in == LH_F64 ? ((const double *)lh_dmat_local_const(X))[i * D + j]
+                               : (double)((const float *)lh_dmat_local_const(X))[i * D + j];
+    }
+    int d32;
+    LH_TRY(lh_int_cast(D, "number of columns", &d32));
+    MPI_Allreduce(MPI_IN_PLACE, acc, d32, MPI_DOUBLE, MPI_SUM, comm);
+    MPI_Allreduce(MPI_IN_PLACE, &cnt, 1, MPI_INT64_T, MPI_SUM, comm);
+    for (int64_t j = 0; j < D; j++) mean[j] = cnt > 0 ? acc[j] / (double)cnt : 0.0;
+  }
 
   lh_event_begin(ev_prep);
   own.m = n;
