@@ -34,7 +34,8 @@ extern "C" {
 
 typedef struct lh_knn_opts {
   int64_t k;      /* neighbours per row, >= 1 */
-  double eps;     /* distances <= eps are not neighbours (tdhook default 1e-5) */
+  double eps;     /* distances <= eps are not neighbours (tdhook default 1e-5); eps < 0 keeps
+                   * every other row, exact duplicates included */
   /* Optional restriction to segments: the N rows are cut into `segments` contiguous ranges
    * of near-equal size, [floor(j N / S), floor((j + 1) N / S)), and a row's neighbours are
    * searched in its own range only. 0 or 1 = no restriction. */
@@ -53,7 +54,7 @@ typedef struct lh_knn_result {
 } lh_knn_result;
 
 /* Runs the search over X. Collective over X's communicator.
- * Errors: k < 1 or eps < 0 or NaN (LH_ERR_VALUE), allocation (LH_ERR_NOMEM). */
+ * Errors: k < 1 or eps NaN (LH_ERR_VALUE), allocation (LH_ERR_NOMEM). */
 LH_NODISCARD lh_status lh_knn_run(const lh_dmat *X, const lh_knn_opts *opts,
                                   lh_knn_result **out);
 

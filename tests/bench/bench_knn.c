@@ -12,7 +12,7 @@
  * compared bit for bit.
  *
  * The distance phase is judged against the machine: the GEMM flops the kernel performs
- * (derived from its tiling, gemm_flops() below) over the time of its knn.gemm + knn.screen
+ * (derived from its tiling, gemm_flops() below) over the time of its ring.gemm + ring.screen
  * events, next to the SGEMM rate measured in the same process on the tile shape the kernel
  * uses (TILE_Q x TILE_C x D) and on a large square, and the OpenBLAS core in use (ENV_NOTES:
  * OpenBLAS 0.3.21 falls back to its oldest kernels on CPUs it does not know).
@@ -207,8 +207,8 @@ done:
 /* ---- timing ----------------------------------------------------------------------------- */
 
 enum { EV_ALL, EV_GEMM, EV_SCREEN, EV_PREP, EV_WAIT, NEV };
-static const char *EV_NAMES[NEV] = {"knn", "knn.gemm", "knn.screen", "knn.prepare",
-                                    "knn.ring-wait"};
+static const char *EV_NAMES[NEV] = {"knn", "ring.gemm", "ring.screen", "ring.prepare",
+                                    "ring.wait"};
 
 /* One timed call: its wall time and the knn events it accumulated, max over ranks, and the
  * max over ranks of this rank's gemm + screen and of what is left of its wall time. */

@@ -116,7 +116,7 @@ for r in recs:
         fa[key].append(r)
 MiB = 1 << 20
 print(f"\nLatentHook (max over ranks; seconds; knn k=2 split into gemm, screen, other = wall - "
-      f"gemm - screen,\n of which prep = knn.prepare, wait = knn.ring-wait; mean = an exact "
+      f"gemm - screen,\n of which prep = ring.prepare, wait = ring.wait; mean = an exact "
       f"column mean timed alone;\n GF = GFLOP/s: (a) performed flops / (gemm+screen), (b) 2N^2D / "
       f"(gemm+screen); lim = SGEMM 256x2048xD tiles, sq = 2048^3, job)")
 hdr = (f"{'core':>10} {'(detected)':>11} {'N':>6} {'D':>4} {'P':>1} {'twonn s':>8} {'knn s':>7} "
