@@ -40,9 +40,12 @@ typedef struct lh_knn_opts {
    * of near-equal size, [floor(j N / S), floor((j + 1) N / S)), and a row's neighbours are
    * searched in its own range only. 0 or 1 = no restriction. */
   int64_t segments;
+  /* Minkowski exponent: 2 (Euclidean, screened through GEMM), or any p >= 1 and INFINITY
+   * (computed directly, every pair exactly). */
+  double p;
 } lh_knn_opts;
 
-/* Defaults: k = 1, eps = 1e-5, no segments. Pure. */
+/* Defaults: k = 1, eps = 1e-5, no segments, p = 2. Pure. */
 lh_knn_opts lh_knn_defaults(void);
 
 /* Neighbours of this rank's rows. */
@@ -60,6 +63,33 @@ LH_NODISCARD lh_status lh_knn_run(const lh_dmat *X, const lh_knn_opts *opts,
 
 /* Releases a result; accepts NULL. Local. */
 void lh_knn_result_destroy(lh_knn_result **r);
+
+/* The quantity neighbours are ranked by, for two rows x, y of D values of type `dt`: the sum
+ * of squared differences for p = 2, of |x_k - y_k|^p for finite p, the largest |x_k - y_k|
+ * for p = INFINITY; every term in float64, summed in eight interleaved partial sums combined
+ * in a fixed order (a function of the two rows alone). Pure. */
+double lh_knn_key(const void *x, const void *y, int64_t D, lh_dtype dt, double p);
+
+/* The distance of a key: sqrt for p = 2, key^(1/p) for finite p, the key for 1 and INFINITY.
+ * Pure. */
+double lh_knn_key_distance(double key, double p);
+
+/* Rank counting alongside a search: for every local row i and each of its nt thresholds
+ * (key[i][t], index[i][t]), the number of other rows l with finite values and
+ * (key(i, l), l) < (key[i][t], index[i][t]) in lexicographic order. The eps rule does not
+ * apply to counting (duplicates count). Thresholds of a row must be in ascending order. */
+typedef struct lh_knn_ranks {
+  int64_t nt;
+  const double *key;    /* n x nt */
+  const int64_t *index; /* n x nt */
+  int64_t *count;       /* n x nt, written */
+} lh_knn_ranks;
+
+/* The search with optional rank counting (ranks may be NULL) and optional neighbours (out may
+ * be NULL when only counting). Both come from the same pass over the data. Collective.
+ * Errors as lh_knn_run, and p < 1 or NaN (LH_ERR_VALUE). */
+LH_NODISCARD lh_status lh_knn_search(const lh_dmat *X, const lh_knn_opts *opts,
+                                     lh_knn_ranks *ranks, lh_knn_result **out);
 
 /* First global row of segment j of S over N rows (see lh_knn_opts). Pure. */
 static inline int64_t lh_knn_segment_start(int64_t N, int64_t S, int64_t j) {

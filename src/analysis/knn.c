@@ -27,7 +27,7 @@
 #include "latenthook/timer.h"
 
 lh_knn_opts lh_knn_defaults(void) {
-  lh_knn_opts o = {.k = 1, .eps = 1e-5, .segments = 0};
+  lh_knn_opts o = {.k = 1, .eps = 1e-5, .segments = 0, .p = 2.0};
   return o;
 }
 
@@ -131,34 +131,79 @@ int64_t lh_knn_segment_of(int64_t N, int64_t S, int64_t i) {
   return j;
 }
 
+/* ---- keys ------------------------------------------------------------------------------ */
+
+double lh_knn_key(const void *xr, const void *yr, int64_t D, lh_dtype dt, double p) {
+  if (p == 2.0) return ring_exact_d2(xr, yr, D, dt);
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t j = 0; j < D; j++) {
+    double a = dt == LH_F64 ? ((const double *)xr)[j] : (double)((const float *)xr)[j];
+    double b = dt == LH_F64 ? ((const double *)yr)[j] : (double)((const float *)yr)[j];
+    double t = fabs(a - b);
+    if (isinf(p))
+      acc[j & 7] = t > acc[j & 7] || isnan(t) ? t : acc[j & 7];
+    else
+      acc[j & 7] += p == 1.0 ? t : pow(t, p);
+  }
+  if (isinf(p)) {
+    double m = acc[0];
+    for (int l = 1; l < 8; l++) m = acc[l] > m || isnan(acc[l]) ? acc[l] : m;
+    return m;
+  }
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+double lh_knn_key_distance(double key, double p) {
+  if (p == 2.0) return sqrt(key);
+  if (p == 1.0 || isinf(p)) return key;
+  return pow(key, 1.0 / p);
+}
+
 /* ---- the visitor ------------------------------------------------------------------------ */
 
+/* A threshold as it travels with its row. */
+typedef struct entry {
+  double key;
+  int64_t ix;
+} entry;
+
+/* Per-row state of a block's rows: neighbours and rank counts. */
+typedef struct side {
+  heap h;           /* neighbours (when wanted) */
+  int64_t *cnt;     /* m x nt: pairs below each threshold, examined exactly */
+  int64_t *call;    /* m: pairs certainly below every threshold */
+  const entry *thr; /* m x nt thresholds (the block's travelling payload) */
+  double *tmin, *tmax; /* m: its smallest and largest threshold key */
+  float *tminf, *tmaxf; /* the same rounded outwards to float */
+} side;
+
 typedef struct knn_run {
-  int64_t k;
-  double eps, eps2_sure;
-  heap h;        /* this rank's rows */
-  heap hv;       /* the visiting block's rows (symmetric use) */
-  int32_t *pass; /* RING_TILE_C: candidates of one row that pass the screen */
+  int64_t k, nt;
+  double p, eps, eps2_sure;
+  bool want;      /* neighbours wanted (k-NN), else counting only */
+  side own, vis;  /* this rank's rows; the visiting block's rows (symmetric use) */
+  int32_t *pass;  /* RING_TILE_C: candidates of one row that pass the screen */
+  unsigned char *pflag; /* RING_TILE_C: their certain-count flags */
   int64_t exact_calls;
 } knn_run;
 
-/* Screens a tile and ranks the candidates that can matter: a candidate whose lower bound
- * beats the row's threshold (or, for pairs counting at both ends, the column's) is
- * recomputed exactly; the thresholds only shrink, so a first vectorised pass over the tile
- * with the thresholds at its start gives a superset of the candidates to examine. Compiled
- * for AVX-512, AVX2 and baseline x86-64, chosen at run time (a portable binary still gets
- * the wide vectors). */
+/* Compiled for AVX-512, AVX2 and baseline x86-64, chosen at run time: the screens are
+ * auto-vectorised, and a portable binary still gets the wide vectors. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define LH_TARGET_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define LH_TARGET_CLONES
 #endif
 
+/* k-NN only: a candidate whose lower bound beats the row's threshold (or, for pairs counting
+ * at both ends, the column's) is recomputed exactly. The thresholds only shrink, so a first
+ * vectorised pass over the tile with the thresholds at its start gives a superset of the
+ * candidates to examine. */
 LH_TARGET_CLONES
 static void knn_tile(ring_ctx *rc, void *user, const ring_block *q, int64_t i0, int64_t tq,
                      const ring_block *c, int64_t j0, int64_t tc, bool both, bool tri) {
   knn_run *u = user;
-  heap *hq = &u->h, *hc = both ? &u->hv : NULL;
+  heap *hq = &u->own.h, *hc = both ? &u->vis.h : NULL;
   if (tri) hc = hq; /* the own block: columns are our own rows */
   const int64_t D = rc->D;
   const size_t isz = lh_dtype_size(rc->in);
@@ -227,60 +272,265 @@ static void knn_tile(ring_ctx *rc, void *user, const ring_block *q, int64_t i0, 
   }
 }
 
-/* The visiting rows' heaps travel back as k (d2, index) entries per row, absent = (inf, -1). */
-typedef struct entry {
-  double d2;
-  int64_t ix;
-} entry;
+/* Counts pair (row with global index g, candidate cg at key s) against the row's thresholds. */
+static inline void count_pair(const side *sd, int64_t nt, int64_t row, double s, int64_t cg) {
+  const entry *t = sd->thr + row * nt;
+  for (int64_t k = 0; k < nt; k++)
+    if (s < t[k].key || (s == t[k].key && cg < t[k].ix)) sd->cnt[row * nt + k]++;
+}
 
-static void vis_reset(void *user, int64_t m) { heap_reset(&((knn_run *)user)->hv, m); }
+/* One exactly computed pair: neighbours and counts at the row end and, with `cs`, the column
+ * end. rc/cc: the pair was already counted at that end as certainly below every threshold. */
+static inline void take_pair(knn_run *u, side *rs, int64_t qi, int64_t gi, side *cs,
+                             int64_t jj, int64_t gj, double s, bool rc_done, bool cc_done) {
+  if (u->want && (u->eps < 0 || lh_knn_key_distance(s, u->p) > u->eps)) {
+    heap_push(&rs->h, qi, s, gj);
+    if (cs) heap_push(&cs->h, jj, s, gi);
+  }
+  if (u->nt) {
+    if (!rc_done) count_pair(rs, u->nt, qi, s, gj);
+    if (cs && !cc_done) count_pair(cs, u->nt, jj, s, gi);
+  }
+}
 
-static void vis_pack(void *user, int64_t m, void *buf) {
-  const heap *h = &((knn_run *)user)->hv;
-  entry *e = buf;
-  for (int64_t i = 0; i < m; i++)
-    for (int64_t t = 0; t < h->k; t++) {
-      bool has = t < h->cnt[i];
-      e[i * h->k + t].d2 = has ? h->d2[i * h->k + t] : INFINITY;
-      e[i * h->k + t].ix = has ? h->ix[i * h->k + t] : -1;
+/* Rank counting (and optional neighbours) through GEMM: a pair whose upper bound is below
+ * a row's smallest threshold counts for all of them at once (vectorised); pairs whose bounds
+ * straddle the row's thresholds, or that may enter a neighbour list, are computed exactly. */
+LH_TARGET_CLONES
+static void rank_tile(ring_ctx *rc, void *user, const ring_block *q, int64_t i0, int64_t tq,
+                      const ring_block *c, int64_t j0, int64_t tc, bool both, bool tri) {
+  knn_run *u = user;
+  side *rs = &u->own, *cs = both ? &u->vis : NULL;
+  if (tri) cs = rs;
+  const int64_t D = rc->D;
+  const size_t isz = lh_dtype_size(rc->in);
+  const bool same = c->row0 == q->row0 && c->m == q->m; /* own block without symmetry */
+  for (int64_t ii = 0; ii < tq; ii++) {
+    int64_t qi = i0 + ii, gi = q->row0 + qi, jlo, jhi;
+    if (!q->ok[qi]) continue;
+    ring_row_range(rc, q, qi, c, j0, tc, tri, &jlo, &jhi);
+    int32_t np = 0;
+    int64_t certain = 0;
+    const float *G = (const float *)rc->G + ii * tc - j0;
+    const double *Gd = (const double *)rc->G + ii * tc - j0;
+    for (int64_t b0 = jlo; b0 < jhi; b0 += 64) {
+      int64_t b1 = LH_MIN(b0 + 64, jhi);
+      unsigned char f[64];
+      int any = 0;
+      if (rc->wt == LH_F32) {
+        const float al = q->lbnf[qi], au = q->ubnf[qi];
+        const float tr = u->want ? rs->h.tauf[qi] : -INFINITY;
+        const float rmin = rs->tminf[qi], rmax = rs->tmaxf[qi];
+        for (int64_t jj = b0; jj < b1; jj++) {
+          float lb = al + c->lbnf[jj] - 2.0f * G[jj], ub = au + c->ubnf[jj] - 2.0f * G[jj];
+          unsigned char rcert = ub < rmin;
+          unsigned char fl = (lb <= tr) | ((lb <= rmax) & !rcert);
+          unsigned char ccert = 0;
+          if (cs) {
+            ccert = ub < cs->tminf[jj];
+            float tcn = u->want ? cs->h.tauf[jj] : -INFINITY;
+            fl |= (lb <= tcn) | ((lb <= cs->tmaxf[jj]) & !ccert);
+            cs->call[jj] += ccert;
+          }
+          certain += rcert;
+          f[jj - b0] = (unsigned char)(fl | (rcert << 1) | (ccert << 2));
+          any |= fl;
+        }
+      } else {
+        const double al = q->lbn[qi], au = q->ubn[qi];
+        const double tr = u->want ? rs->h.tau[qi] : -INFINITY;
+        const double rmin = rs->tmin[qi], rmax = rs->tmax[qi];
+        for (int64_t jj = b0; jj < b1; jj++) {
+          double lb = al + c->lbn[jj] - 2.0 * Gd[jj], ub = au + c->ubn[jj] - 2.0 * Gd[jj];
+          unsigned char rcert = ub < rmin;
+          unsigned char fl = (lb <= tr) | ((lb <= rmax) & !rcert);
+          unsigned char ccert = 0;
+          if (cs) {
+            ccert = ub < cs->tmin[jj];
+            double tcn = u->want ? cs->h.tau[jj] : -INFINITY;
+            fl |= (lb <= tcn) | ((lb <= cs->tmax[jj]) & !ccert);
+            cs->call[jj] += ccert;
+          }
+          certain += rcert;
+          f[jj - b0] = (unsigned char)(fl | (rcert << 1) | (ccert << 2));
+          any |= fl;
+        }
+      }
+      if (same && qi >= b0 && qi < b1) { /* never pair a row with itself */
+        unsigned char fs = f[qi - b0];
+        certain -= (fs >> 1) & 1;
+        f[qi - b0] = 0;
+      }
+      if (!any) continue;
+      for (int64_t jj = b0; jj < b1; jj++) {
+        u->pass[np] = (int32_t)jj;
+        u->pflag[np] = f[jj - b0];
+        np += f[jj - b0] & 1;
+      }
     }
+    rs->call[qi] += certain;
+    const void *xr = (const char *)q->raw + (size_t)(qi * D) * isz;
+    for (int32_t p = 0; p < np; p++) {
+      int64_t jj = u->pass[p], gj = c->row0 + jj;
+      if (gj == gi || !c->ok[jj]) continue;
+      double s = ring_exact_d2(xr, (const char *)c->raw + (size_t)(jj * D) * isz, D, rc->in);
+      u->exact_calls++;
+      take_pair(u, rs, qi, gi, cs, jj, gj, s, (u->pflag[p] >> 1) & 1, (u->pflag[p] >> 2) & 1);
+    }
+  }
 }
 
-static void own_merge(void *user, int64_t n, const void *buf) {
-  heap *h = &((knn_run *)user)->h;
-  const entry *e = buf;
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t t = 0; t < h->k; t++)
-      if (e[i * h->k + t].ix >= 0) heap_push(h, i, e[i * h->k + t].d2, e[i * h->k + t].ix);
+/* Minkowski p != 2: every pair exactly, no screening. */
+static void direct_tile(ring_ctx *rc, void *user, const ring_block *q, int64_t i0, int64_t tq,
+                        const ring_block *c, int64_t j0, int64_t tc, bool both, bool tri) {
+  knn_run *u = user;
+  side *rs = &u->own, *cs = both ? &u->vis : NULL;
+  if (tri) cs = rs;
+  const int64_t D = rc->D;
+  const size_t isz = lh_dtype_size(rc->in);
+  for (int64_t ii = 0; ii < tq; ii++) {
+    int64_t qi = i0 + ii, gi = q->row0 + qi, jlo, jhi;
+    if (!q->ok[qi]) continue;
+    ring_row_range(rc, q, qi, c, j0, tc, tri, &jlo, &jhi);
+    const void *xr = (const char *)q->raw + (size_t)(qi * D) * isz;
+    for (int64_t jj = jlo; jj < jhi; jj++) {
+      int64_t gj = c->row0 + jj;
+      if (gj == gi || !c->ok[jj]) continue;
+      double s = lh_knn_key(xr, (const char *)c->raw + (size_t)(jj * D) * isz, D, rc->in, u->p);
+      take_pair(u, rs, qi, gi, cs, jj, gj, s, false, false);
+    }
+  }
 }
 
-static lh_status heap_alloc(heap *h, int64_t rows, int64_t k) {
+/* ---- per-row state ------------------------------------------------------------------------ */
+
+/* Threshold bounds of a block's rows (rows without thresholds: nothing is ever below). */
+static void side_bounds(side *sd, int64_t m, int64_t nt) {
+  for (int64_t i = 0; i < m && nt; i++) {
+    sd->tmin[i] = sd->thr[i * nt].key;
+    sd->tmax[i] = sd->thr[i * nt + nt - 1].key;
+    float f = (float)sd->tmin[i];
+    sd->tminf[i] = (double)f > sd->tmin[i] ? nextafterf(f, -INFINITY) : f;
+    sd->tmaxf[i] = ring_up_to_float(sd->tmax[i]);
+  }
+}
+
+static void side_reset(side *sd, int64_t m, int64_t nt, bool want) {
+  if (want) heap_reset(&sd->h, m);
+  if (nt) {
+    memset(sd->cnt, 0, (size_t)(m * nt) * sizeof(int64_t));
+    memset(sd->call, 0, (size_t)m * sizeof(int64_t));
+  }
+}
+
+static lh_status side_alloc(side *sd, int64_t rows, int64_t k, int64_t nt, bool want) {
   lh_status st = LH_OK;
-  h->k = k;
-  LH_TRY(lh_alloc((size_t)(rows * k), sizeof(double), false, "neighbour heaps", &h->d2));
-  LH_TRY(lh_alloc((size_t)(rows * k), sizeof(int64_t), false, "neighbour heaps", &h->ix));
-  LH_TRY(lh_alloc((size_t)rows, sizeof(int64_t), false, "neighbour heaps", &h->cnt));
-  LH_TRY(lh_alloc((size_t)rows, sizeof(double), false, "neighbour heaps", &h->tau));
-  LH_TRY(lh_alloc((size_t)rows, sizeof(float), false, "neighbour heaps", &h->tauf));
-  heap_reset(h, rows);
+  if (want) {
+    sd->h.k = k;
+    LH_TRY(lh_alloc((size_t)(rows * k), sizeof(double), false, "neighbour heaps", &sd->h.d2));
+    LH_TRY(lh_alloc((size_t)(rows * k), sizeof(int64_t), false, "neighbour heaps", &sd->h.ix));
+    LH_TRY(lh_alloc((size_t)rows, sizeof(int64_t), false, "neighbour heaps", &sd->h.cnt));
+    LH_TRY(lh_alloc((size_t)rows, sizeof(double), false, "neighbour heaps", &sd->h.tau));
+    LH_TRY(lh_alloc((size_t)rows, sizeof(float), false, "neighbour heaps", &sd->h.tauf));
+  }
+  if (nt) {
+    LH_TRY(lh_alloc((size_t)(rows * nt), sizeof(int64_t), false, "rank counts", &sd->cnt));
+    LH_TRY(lh_alloc((size_t)rows, sizeof(int64_t), false, "rank counts", &sd->call));
+    LH_TRY(lh_alloc((size_t)rows, sizeof(double), false, "thresholds", &sd->tmin));
+    LH_TRY(lh_alloc((size_t)rows, sizeof(double), false, "thresholds", &sd->tmax));
+    LH_TRY(lh_alloc((size_t)rows, sizeof(float), false, "thresholds", &sd->tminf));
+    LH_TRY(lh_alloc((size_t)rows, sizeof(float), false, "thresholds", &sd->tmaxf));
+  } else { /* no thresholds: bounds that nothing is below */
+    LH_TRY(lh_alloc((size_t)rows, sizeof(float), false, "thresholds", &sd->tminf));
+    LH_TRY(lh_alloc((size_t)rows, sizeof(float), false, "thresholds", &sd->tmaxf));
+    LH_TRY(lh_alloc((size_t)rows, sizeof(double), false, "thresholds", &sd->tmin));
+    LH_TRY(lh_alloc((size_t)rows, sizeof(double), false, "thresholds", &sd->tmax));
+    for (int64_t i = 0; i < rows; i++) {
+      sd->tminf[i] = sd->tmaxf[i] = -INFINITY;
+      sd->tmin[i] = sd->tmax[i] = -INFINITY;
+    }
+  }
+  side_reset(sd, rows, nt, want);
 done:
   return st;
 }
 
-static void heap_free(heap *h) {
-  lh_free(h->d2);
-  lh_free(h->ix);
-  lh_free(h->cnt);
-  lh_free(h->tau);
-  lh_free(h->tauf);
-  memset(h, 0, sizeof *h);
+static void side_free(side *sd) {
+  lh_free(sd->h.d2);
+  lh_free(sd->h.ix);
+  lh_free(sd->h.cnt);
+  lh_free(sd->h.tau);
+  lh_free(sd->h.tauf);
+  lh_free(sd->cnt);
+  lh_free(sd->call);
+  lh_free(sd->tmin);
+  lh_free(sd->tmax);
+  lh_free(sd->tminf);
+  lh_free(sd->tmaxf);
+  memset(sd, 0, sizeof *sd);
+}
+
+/* The visiting rows' state travels back as k heap entries (absent = (inf, -1)), then nt
+ * counts, then the all-threshold count, per row. */
+static size_t state_bytes(const knn_run *u) {
+  return (u->want ? (size_t)u->k * sizeof(entry) : 0) +
+         (u->nt ? (size_t)(u->nt + 1) * sizeof(int64_t) : 0);
+}
+
+static void vis_reset(void *user, const ring_block *c) {
+  knn_run *u = user;
+  side_reset(&u->vis, c->m, u->nt, u->want);
+  if (u->nt) {
+    u->vis.thr = c->extra;
+    side_bounds(&u->vis, c->m, u->nt);
+  }
+}
+
+static void vis_pack(void *user, int64_t m, void *buf) {
+  knn_run *u = user;
+  const side *sd = &u->vis;
+  char *p = buf;
+  const size_t rb = state_bytes(u);
+  for (int64_t i = 0; i < m; i++, p += rb) {
+    entry *e = (entry *)p;
+    if (u->want)
+      for (int64_t t = 0; t < u->k; t++) {
+        bool has = t < sd->h.cnt[i];
+        e[t].key = has ? sd->h.d2[i * u->k + t] : INFINITY;
+        e[t].ix = has ? sd->h.ix[i * u->k + t] : -1;
+      }
+    if (u->nt) {
+      int64_t *cn = (int64_t *)(p + (u->want ? (size_t)u->k * sizeof(entry) : 0));
+      memcpy(cn, sd->cnt + i * u->nt, (size_t)u->nt * sizeof(int64_t));
+      cn[u->nt] = sd->call[i];
+    }
+  }
+}
+
+static void own_merge(void *user, int64_t n, const void *buf) {
+  knn_run *u = user;
+  side *sd = &u->own;
+  const char *p = buf;
+  const size_t rb = state_bytes(u);
+  for (int64_t i = 0; i < n; i++, p += rb) {
+    const entry *e = (const entry *)p;
+    if (u->want)
+      for (int64_t t = 0; t < u->k; t++)
+        if (e[t].ix >= 0) heap_push(&sd->h, i, e[t].key, e[t].ix);
+    if (u->nt) {
+      const int64_t *cn = (const int64_t *)(p + (u->want ? (size_t)u->k * sizeof(entry) : 0));
+      for (int64_t t = 0; t < u->nt; t++) sd->cnt[i * u->nt + t] += cn[t];
+      sd->call[i] += cn[u->nt];
+    }
+  }
 }
 
 /* Largest k for which pairs are computed once for both ends: the visiting block's heaps then
  * travel back to their owner, which costs memory and traffic proportional to k. */
 #define SYMMETRIC_MAX_K 64
 
-lh_status lh_knn_run(const lh_dmat *X, const lh_knn_opts *opts, lh_knn_result **out) {
+lh_status lh_knn_search(const lh_dmat *X, const lh_knn_opts *opts, lh_knn_ranks *ranks,
+                        lh_knn_result **out) {
   lh_status st = LH_OK, local = LH_OK;
   MPI_Comm comm = lh_dmat_comm(X);
   int P;
@@ -289,64 +539,100 @@ lh_status lh_knn_run(const lh_dmat *X, const lh_knn_opts *opts, lh_knn_result **
   lh_knn_result *res = NULL;
   knn_run u = {0};
   cand *scratch = NULL;
+  entry *own_thr = NULL;
   static lh_event ev_all = -2;
   if (ev_all == -2) ev_all = lh_event_get("knn");
   lh_event_begin(ev_all);
 
-  if (opts->k < 1)
+  u.want = out != NULL;
+  u.k = u.want ? opts->k : 0;
+  u.nt = ranks ? ranks->nt : 0;
+  u.p = opts->p;
+  if (u.want && opts->k < 1)
     local = LH_ERROR(LH_ERR_VALUE, "k must be at least 1, got %lld", (long long)opts->k);
   else if (isnan(opts->eps))
     local = LH_ERROR(LH_ERR_VALUE, "eps must be a number, got %g", opts->eps);
+  else if (!(opts->p >= 1.0))
+    local = LH_ERROR(LH_ERR_VALUE, "the Minkowski exponent p must be >= 1 (or inf), got %g", opts->p);
+  else if (u.nt < 0)
+    local = LH_ERROR(LH_ERR_INTERNAL, "negative threshold count");
   LH_TRY(lh_agree(comm, local));
-  u.k = opts->k;
   u.eps = opts->eps;
   /* eps < 0 keeps every neighbour, duplicates included (information imbalance's ranks) */
   u.eps2_sure = opts->eps > 0 ? opts->eps * opts->eps * (1.0 - 1e-9) : -1.0;
+  const bool gemm = u.p == 2.0;
   const bool sym = u.k <= SYMMETRIC_MAX_K;
   const int64_t maxm = N / P + (N % P ? 1 : 0);
 
-  local = lh_alloc(1, sizeof *res, true, "knn result", &res);
-  if (local == LH_OK) local = lh_alloc((size_t)(n * u.k), sizeof(double), false, "knn distances", &res->dist);
-  if (local == LH_OK) local = lh_alloc((size_t)(n * u.k), sizeof(int64_t), false, "knn indices", &res->index);
-  if (local == LH_OK) local = heap_alloc(&u.h, n, u.k);
-  if (local == LH_OK && sym) local = heap_alloc(&u.hv, maxm, u.k);
+  if (u.want) {
+    local = lh_alloc(1, sizeof *res, true, "knn result", &res);
+    if (local == LH_OK) local = lh_alloc((size_t)(n * u.k), sizeof(double), false, "knn distances", &res->dist);
+    if (local == LH_OK) local = lh_alloc((size_t)(n * u.k), sizeof(int64_t), false, "knn indices", &res->index);
+    if (local == LH_OK) local = lh_alloc((size_t)u.k, sizeof(cand), false, "sort scratch", &scratch);
+  }
+  if (local == LH_OK) local = side_alloc(&u.own, n, u.k, u.nt, u.want);
+  if (local == LH_OK && sym) local = side_alloc(&u.vis, maxm, u.k, u.nt, u.want);
   if (local == LH_OK) local = lh_alloc(RING_TILE_C, sizeof(int32_t), false, "screen list", &u.pass);
-  if (local == LH_OK) local = lh_alloc((size_t)u.k, sizeof(cand), false, "sort scratch", &scratch);
+  if (local == LH_OK) local = lh_alloc(RING_TILE_C, 1, false, "screen list", &u.pflag);
+  if (local == LH_OK && u.nt) {
+    local = lh_alloc((size_t)(n * u.nt), sizeof(entry), false, "thresholds", &own_thr);
+    for (int64_t i = 0; local == LH_OK && i < n * u.nt; i++) {
+      own_thr[i].key = ranks->key[i];
+      own_thr[i].ix = ranks->index[i];
+    }
+  }
   LH_TRY(lh_agree(comm, local));
+  if (u.nt) {
+    u.own.thr = own_thr;
+    side_bounds(&u.own, n, u.nt);
+  }
 
-  ring_ops ops = {.tile = knn_tile,
-                  .state_bytes = sym ? (size_t)u.k * sizeof(entry) : 0,
+  ring_ops ops = {.tile = !gemm ? direct_tile : (u.nt ? rank_tile : knn_tile),
+                  .extra_bytes = u.nt ? (size_t)u.nt * sizeof(entry) : 0,
+                  .own_extra = own_thr,
+                  .state_bytes = sym ? state_bytes(&u) : 0,
                   .vis_reset = vis_reset,
                   .vis_pack = vis_pack,
                   .own_merge = own_merge};
-  LH_TRY(ring_run(X, &ops, &u, true, opts->segments, "knn"));
-  lh_log_debug("knn: %lld exact distance evaluations for %lld rows (k = %lld)",
-               (long long)u.exact_calls, (long long)n, (long long)u.k);
+  LH_TRY(ring_run(X, &ops, &u, gemm, opts->segments, u.want ? "knn" : "ranks"));
+  lh_log_debug("knn: %lld exact distance evaluations for %lld rows (k = %lld, %lld thresholds)",
+               (long long)u.exact_calls, (long long)n, (long long)u.k, (long long)u.nt);
 
-  /* Heaps -> ascending lists; absent neighbours at the end. */
-  for (int64_t i = 0; i < n; i++) {
-    int64_t c = u.h.cnt[i];
-    for (int64_t t = 0; t < c; t++) {
-      scratch[t].d2 = u.h.d2[i * u.k + t];
-      scratch[t].ix = u.h.ix[i * u.k + t];
+  if (u.nt)
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t t = 0; t < u.nt; t++)
+        ranks->count[i * u.nt + t] = u.own.cnt[i * u.nt + t] + u.own.call[i];
+  if (u.want) { /* heaps -> ascending lists; absent neighbours at the end */
+    for (int64_t i = 0; i < n; i++) {
+      int64_t c = u.own.h.cnt[i];
+      for (int64_t t = 0; t < c; t++) {
+        scratch[t].d2 = u.own.h.d2[i * u.k + t];
+        scratch[t].ix = u.own.h.ix[i * u.k + t];
+      }
+      qsort(scratch, (size_t)c, sizeof *scratch, cand_cmp);
+      for (int64_t t = 0; t < u.k; t++) {
+        res->dist[i * u.k + t] = t < c ? lh_knn_key_distance(scratch[t].d2, u.p) : INFINITY;
+        res->index[i * u.k + t] = t < c ? scratch[t].ix : -1;
+      }
     }
-    qsort(scratch, (size_t)c, sizeof *scratch, cand_cmp);
-    for (int64_t t = 0; t < u.k; t++) {
-      res->dist[i * u.k + t] = t < c ? sqrt(scratch[t].d2) : INFINITY;
-      res->index[i * u.k + t] = t < c ? scratch[t].ix : -1;
-    }
+    res->n = n;
+    res->k = u.k;
+    res->row0 = lh_dmat_row_offset(X);
+    *out = res;
+    res = NULL;
   }
-  res->n = n;
-  res->k = u.k;
-  res->row0 = lh_dmat_row_offset(X);
-  *out = res;
-  res = NULL;
 done:
   lh_knn_result_destroy(&res);
-  heap_free(&u.h);
-  heap_free(&u.hv);
+  side_free(&u.own);
+  side_free(&u.vis);
   lh_free(u.pass);
+  lh_free(u.pflag);
   lh_free(scratch);
+  lh_free(own_thr);
   lh_event_end(ev_all);
   return st;
+}
+
+lh_status lh_knn_run(const lh_dmat *X, const lh_knn_opts *opts, lh_knn_result **out) {
+  return lh_knn_search(X, opts, NULL, out);
 }

@@ -87,6 +87,8 @@ static void prepare(const ring_ctx *rc, ring_block *b, const double *mean) {
     b->lbn[i] = ok ? nrm * (1.0 - rc->cu) : INFINITY;
     float f = (float)b->lbn[i];
     b->lbnf[i] = (double)f > b->lbn[i] ? nextafterf(f, -INFINITY) : f;
+    b->ubn[i] = ok ? nrm * (1.0 + rc->cu) : INFINITY;
+    b->ubnf[i] = ring_up_to_float(b->ubn[i]);
   }
 }
 
@@ -149,6 +151,8 @@ static lh_status block_alloc(ring_block *b, int64_t rows, int64_t D, size_t wsz,
   LH_TRY(lh_alloc((size_t)rows, sizeof(double), false, "norms", &b->norm));
   LH_TRY(lh_alloc((size_t)rows, sizeof(double), false, "norms", &b->lbn));
   LH_TRY(lh_alloc((size_t)rows, sizeof(float), false, "norms", &b->lbnf));
+  LH_TRY(lh_alloc((size_t)rows, sizeof(double), false, "norms", &b->ubn));
+  LH_TRY(lh_alloc((size_t)rows, sizeof(float), false, "norms", &b->ubnf));
 done:
   return st;
 }
@@ -158,6 +162,8 @@ static void block_free(ring_block *b) {
   lh_free(b->norm);
   lh_free(b->lbn);
   lh_free(b->lbnf);
+  lh_free(b->ubn);
+  lh_free(b->ubnf);
   lh_free(b->ok);
 }
 
@@ -295,7 +301,7 @@ lh_status ring_run(const lh_dmat *X, const ring_ops *ops, void *user, bool gemm,
     bool both = sym && 2 * s <= P;
     int sendb = 0, recvb = 0;
     if (both) {
-      ops->vis_reset(user, vis.m);
+      ops->vis_reset(user, &vis);
       LH_TRY(lh_int_cast(vis.m * (int64_t)ops->state_bytes, "ring state bytes", &sendb));
       LH_TRY(lh_int_cast(n * (int64_t)ops->state_bytes, "ring state bytes", &recvb));
       MPI_Irecv(back, recvb, MPI_BYTE, from, 18, comm, &req[4]);

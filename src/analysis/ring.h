@@ -37,6 +37,8 @@ typedef struct ring_block {
   double *norm;        /* m: squared norms of w */
   double *lbn;         /* m: norm * (1 - cu), +inf for invalid rows (lower-bound term) */
   float *lbnf;         /* m: lbn rounded down to float */
+  double *ubn;         /* m: norm * (1 + cu), +inf for invalid rows (upper-bound term) */
+  float *ubnf;         /* m: ubn rounded up to float */
   unsigned char *ok;   /* m: all values finite */
 } ring_block;
 
@@ -61,9 +63,9 @@ typedef struct ring_ops {
   size_t extra_bytes;     /* per-row travelling payload, 0 for none */
   const void *own_extra;  /* this rank's rows' payload (n x extra_bytes) */
   size_t state_bytes;     /* per-row state returned to the owner; 0: never symmetric */
-  /* visiting-side state: reset for m rows, pack into buf (m x state_bytes), and merge a
-   * packed state received for this rank's n rows */
-  void (*vis_reset)(void *user, int64_t m);
+  /* visiting-side state: reset for the rows of block c, pack into buf (m x state_bytes),
+   * and merge a packed state received for this rank's n rows */
+  void (*vis_reset)(void *user, const ring_block *c);
   void (*vis_pack)(void *user, int64_t m, void *buf);
   void (*own_merge)(void *user, int64_t n, const void *buf);
 } ring_ops;
