@@ -81,6 +81,13 @@ LH_NODISCARD lh_status lh_dmat_copy(const lh_dmat *src, lh_dmat *dst);
 LH_NODISCARD lh_status lh_dmat_scatter_rows(const lh_dmat *src, const int64_t *pos,
                                             lh_dmat *dst);
 
+/* Copies the global rows rows[0..count) of m (any rows, held by any rank) into out
+ * (count x D, m's dtype) on the calling rank; a negative index gives a row of NaN. Each rank
+ * asks for its own list. Collective: two Alltoallv (indices there, rows back). Indices >= N
+ * are an error (LH_ERR_VALUE). */
+LH_NODISCARD lh_status lh_dmat_fetch_rows(const lh_dmat *m, int64_t count, const int64_t *rows,
+                                          void *out);
+
 #ifdef __cplusplus
 }
 #endif

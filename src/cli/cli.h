@@ -84,6 +84,7 @@ lh_status cmd_twonn(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 lh_status cmd_localknn(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 lh_status cmd_knn(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 lh_status cmd_synth(MPI_Comm comm, int argc, char **argv, cli_common *cc);
+lh_status cmd_infoimb(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 
 #endif
 
@@ -93,6 +94,7 @@ lh_status cmd_synth(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 typedef struct cli_item {
   int64_t b;       /* batch item of this rank's group, or -1 (nothing this round) */
   lh_dmat *X;      /* its rows, on `group`; NULL when b < 0 */
+  lh_dmat *Y;      /* the same item of the second dataset (cli_each_pair), else NULL */
   MPI_Comm group;  /* the ranks working on item b */
   bool leader;     /* rank 0 of the group: the one that records the item's scalars */
 } cli_item;
@@ -105,6 +107,17 @@ typedef lh_status (*cli_item_fn)(cli_item *it, void *user);
  * write may be NULL. Collective over comm. */
 LH_NODISCARD lh_status cli_each_item(MPI_Comm comm, lh_h5_dset *d, lh_dtype dtype,
                                      cli_item_fn compute, cli_item_fn write, void *user);
+
+/* The same over two datasets with the same batch shape and N (validated by the caller):
+ * it.X from d, it.Y from e. Collective. */
+LH_NODISCARD lh_status cli_each_pair(MPI_Comm comm, lh_h5_dset *d, lh_h5_dset *e,
+                                     lh_dtype dtype_d, lh_dtype dtype_e, cli_item_fn compute,
+                                     cli_item_fn write, void *user);
+
+/* Checks that two point-cloud datasets can be compared item by item, with tdhook's messages
+ * ("Expected matching batch shapes, got (...) and (...)", "Expected matching sample counts,
+ * got N and M"). Local (every rank sees the same datasets). */
+LH_NODISCARD lh_status cli_check_pair(const lh_h5_info *a, const lh_h5_info *b);
 
 /* Completes per-item arrays whose entries were set by one rank each (zero elsewhere), on
  * every rank (a sum). Collective. */

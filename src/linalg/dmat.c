@@ -318,3 +318,77 @@ done:
   lh_free(hit);
   return st;
 }
+
+lh_status lh_dmat_fetch_rows(const lh_dmat *m, int64_t count, const int64_t *rows, void *out) {
+  lh_status st = LH_OK, local = LH_OK;
+  const int P = m->nranks;
+  const size_t esz = lh_dtype_size(m->dtype), rb = (size_t)m->D * esz;
+  int *c = NULL;                            /* [4P]: send/recv counts and displacements */
+  int64_t *order = NULL, *want = NULL;      /* [count]: request slots by owner; [nrecv] */
+  int64_t *fill = NULL;                     /* [P] cursors */
+  char *reply = NULL, *got = NULL;          /* [nrecv x D], [nreq x D] */
+  MPI_Datatype rowt = MPI_DATATYPE_NULL;
+  int64_t nreq = 0, nrecv = 0;
+
+  for (int64_t t = 0; t < count && local == LH_OK; t++) {
+    if (rows[t] >= m->N)
+      local = LH_ERROR(LH_ERR_VALUE, "lh_dmat_fetch_rows: row %lld of a %lld-row matrix",
+                       (long long)rows[t], (long long)m->N);
+    nreq += rows[t] >= 0;
+  }
+  if (local == LH_OK) local = lh_alloc((size_t)P * 4, sizeof *c, true, "fetch counts", &c);
+  if (local == LH_OK) local = lh_alloc((size_t)P, sizeof *fill, true, "fetch counts", &fill);
+  if (local == LH_OK) local = lh_alloc((size_t)nreq, sizeof *order, false, "fetch requests", &order);
+  if (local == LH_OK) local = lh_alloc((size_t)nreq * rb, 1, false, "fetched rows", &got);
+  LH_TRY(lh_agree(m->comm, local));
+  int *sc = c, *sd = c + P, *rc = c + 2 * P, *rd = c + 3 * P;
+  /* requests grouped by owner (a counting sort), in the order of `rows` within an owner */
+  for (int64_t t = 0; t < count; t++)
+    if (rows[t] >= 0) sc[lh_part_owner(m->N, P, rows[t])]++;
+  for (int r = 1; r < P; r++) sd[r] = sd[r - 1] + sc[r - 1];
+  for (int64_t t = 0; t < count; t++) {
+    if (rows[t] < 0) continue;
+    int o = lh_part_owner(m->N, P, rows[t]);
+    order[sd[o] + fill[o]++] = t;
+  }
+  MPI_Alltoall(sc, 1, MPI_INT, rc, 1, MPI_INT, m->comm);
+  for (int r = 0; r < P; r++) {
+    rd[r] = r ? rd[r - 1] + rc[r - 1] : 0;
+    nrecv += rc[r];
+  }
+  int64_t *sendidx = NULL;
+  local = lh_alloc((size_t)nreq, sizeof *sendidx, false, "fetch requests", &sendidx);
+  if (local == LH_OK) local = lh_alloc((size_t)nrecv, sizeof *want, false, "fetch requests", &want);
+  if (local == LH_OK) local = lh_alloc((size_t)nrecv * rb, 1, false, "fetch replies", &reply);
+  if (local != LH_OK) lh_free(sendidx);
+  LH_TRY(lh_agree(m->comm, local));
+  for (int64_t q = 0; q < nreq; q++) sendidx[q] = rows[order[q]];
+  MPI_Alltoallv(sendidx, sc, sd, MPI_INT64_T, want, rc, rd, MPI_INT64_T, m->comm);
+  lh_free(sendidx);
+  for (int64_t q = 0; q < nrecv; q++)
+    memcpy(reply + (size_t)q * rb, (const char *)m->data + (size_t)(want[q] - m->row0) * rb, rb);
+  int rowbytes;
+  LH_TRY(lh_int_cast((int64_t)LH_MAX(rb, 1), "bytes per row", &rowbytes));
+  MPI_Type_contiguous(rowbytes, MPI_BYTE, &rowt);
+  MPI_Type_commit(&rowt);
+  MPI_Alltoallv(reply, rc, rd, rowt, got, sc, sd, rowt, m->comm);
+  for (int64_t t = 0; t < count; t++)
+    if (rows[t] < 0)
+      for (int64_t j = 0; j < m->D; j++) {
+        if (m->dtype == LH_F64)
+          ((double *)out)[t * m->D + j] = NAN;
+        else
+          ((float *)out)[t * m->D + j] = NAN;
+      }
+  for (int64_t q = 0; q < nreq; q++)
+    memcpy((char *)out + (size_t)order[q] * rb, got + (size_t)q * rb, rb);
+done:
+  if (rowt != MPI_DATATYPE_NULL) MPI_Type_free(&rowt);
+  lh_free(c);
+  lh_free(fill);
+  lh_free(order);
+  lh_free(want);
+  lh_free(reply);
+  lh_free(got);
+  return st;
+}
