@@ -28,6 +28,7 @@ static const command COMMANDS[] = {
     {"knn", cmd_knn, "exact k nearest neighbours of every point"},
     {"twonn", cmd_twonn, "TwoNN intrinsic dimension (and MLE, block analysis)"},
     {"local-knn", cmd_localknn, "per-point local intrinsic dimension from k-NN distances"},
+    {"cka", cmd_cka, "centred kernel alignment between two representations"},
     {"information-imbalance", cmd_infoimb, "information imbalance between two representations"},
     {"synth", cmd_synth, "write a synthetic point cloud of known intrinsic dimension"},
 };
