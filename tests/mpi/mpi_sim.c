@@ -1,0 +1,174 @@
+/* CKA and information imbalance on 1..4 ranks against references computed offline with NumPy
+ * (tests/golden/sim.json, from tests/golden/make_golden_sim.py): SPEC TV-9, TV-10, TV-11,
+ * random, tie-heavy and integer pairs, identical views, orthogonal and isotropic invariance,
+ * both linear-CKA paths (Gram and ScaLAPACK), every Minkowski p and k in the references, and
+ * the error paths. */
+#include <stdlib.h>
+
+#include <jansson.h>
+
+#include "latenthook/cka.h"
+#include "latenthook/comm.h"
+#include "latenthook/dmat.h"
+#include "latenthook/infoimb.h"
+#include "mpi/mpitest.h"
+
+static double hexd(json_t *v) {
+  const char *s = json_string_value(v);
+  if (!s) return json_number_value(v);
+  if (strcmp(s, "nan") == 0) return NAN;
+  if (strcmp(s, "inf") == 0) return INFINITY;
+  return strtod(s, NULL);
+}
+
+static int close_rel(double a, double b, double tol) {
+  if (isnan(a) || isnan(b)) return isnan(a) && isnan(b);
+  return fabs(a - b) <= tol * fmax(fabs(a), fabs(b)) + 1e-300;
+}
+
+/* A matrix stored row by row in the JSON, as a distributed float64 matrix. */
+static lh_dmat *load(json_t *rows) {
+  int64_t N = (int64_t)json_array_size(rows);
+  int64_t D = N ? (int64_t)json_array_size(json_array_get(rows, 0)) : 0;
+  lh_dmat *m = NULL;
+  MT_OK(lh_dmat_create(MPI_COMM_WORLD, LH_F64, N, D, &m));
+  double *x = lh_dmat_local(m);
+  for (int64_t i = 0; i < lh_dmat_local_rows(m); i++)
+    for (int64_t j = 0; j < D; j++)
+      x[i * D + j] = hexd(json_array_get(json_array_get(rows, (size_t)(lh_dmat_row_offset(m) + i)), (size_t)j));
+  return m;
+}
+
+static void check_cka(const char *name, lh_dmat *X, lh_dmat *Y, json_t *ref) {
+  lh_cka_path paths[2] = {LH_CKA_GRAM, LH_CKA_SCALAPACK};
+  for (int t = 0; t < 2; t++) {
+    lh_cka_opts o = lh_cka_defaults();
+    o.path = paths[t];
+    double c = -1;
+    MT_OK(lh_cka_linear(X, Y, &o, &c));
+    double want = hexd(json_object_get(ref, "linear"));
+    MT_CHECK(close_rel(c, want, 1e-10), "%s: linear CKA (%s path) %.17g, reference %.17g", name,
+             t ? "ScaLAPACK" : "Gram", c, want);
+    if (lh_dmat_rows(X) >= 4) {
+      o.debiased = true;
+      MT_OK(lh_cka_linear(X, Y, &o, &c));
+      double wd = hexd(json_object_get(ref, "debiased"));
+      MT_CHECK(close_rel(c, wd, 1e-9), "%s: debiased CKA (%s path) %.17g, reference %.17g", name,
+               t ? "ScaLAPACK" : "Gram", c, wd);
+    }
+  }
+}
+
+static void check_ii(const char *name, lh_dmat *A, lh_dmat *B, json_t *list) {
+  json_t *e;
+  size_t idx;
+  json_array_foreach(list, idx, e) {
+    json_t *pj = json_object_get(e, "p");
+    lh_ii_opts o = lh_ii_defaults();
+    o.p = json_is_string(pj) ? INFINITY : json_number_value(pj);
+    o.k = json_integer_value(json_object_get(e, "k"));
+    lh_ii_result r;
+    MT_OK(lh_ii_run(A, B, &o, &r));
+    double ab = hexd(json_object_get(e, "a_to_b")), ba = hexd(json_object_get(e, "b_to_a"));
+    MT_CHECK(close_rel(r.a_to_b, ab, 1e-12) && close_rel(r.b_to_a, ba, 1e-12),
+             "%s p=%g k=%lld: II %.17g / %.17g, reference %.17g / %.17g", name, o.p,
+             (long long)o.k, r.a_to_b, r.b_to_a, ab, ba);
+  }
+}
+
+static void golden(json_t *doc) {
+  json_t *c;
+  size_t idx;
+  json_array_foreach(json_object_get(doc, "cka_cases"), idx, c) {
+    lh_dmat *X = load(json_object_get(c, "X")), *Y = load(json_object_get(c, "Y"));
+    check_cka(json_string_value(json_object_get(c, "name")), X, Y, json_object_get(c, "cka"));
+    lh_dmat_destroy(&X);
+    lh_dmat_destroy(&Y);
+  }
+  json_array_foreach(json_object_get(doc, "ii_cases"), idx, c) {
+    lh_dmat *A = load(json_object_get(c, "A")), *B = load(json_object_get(c, "B"));
+    check_ii(json_string_value(json_object_get(c, "name")), A, B,
+             json_object_get(json_object_get(c, "II"), "ii"));
+    lh_dmat_destroy(&A);
+    lh_dmat_destroy(&B);
+  }
+  json_array_foreach(json_object_get(doc, "pairs"), idx, c) {
+    const char *name = json_string_value(json_object_get(c, "name"));
+    lh_dmat *A = load(json_object_get(c, "A")), *B = load(json_object_get(c, "B"));
+    check_cka(name, A, B, json_object_get(c, "cka"));
+    check_ii(name, A, B, json_object_get(json_object_get(c, "II"), "ii"));
+    if (strcmp(name, "identical") == 0) {
+      lh_ii_result r;
+      lh_ii_opts o = lh_ii_defaults();
+      MT_OK(lh_ii_run(A, B, &o, &r));
+      MT_CHECK(r.a_to_b == 2.0 / (double)lh_dmat_rows(A) && r.b_to_a == r.a_to_b,
+               "identical views: II %.17g, expected 2/N", r.a_to_b);
+    }
+    lh_dmat_destroy(&A);
+    lh_dmat_destroy(&B);
+  }
+  /* invariance: CKA(X, XQ) = CKA(X, 7.5 X) = 1 */
+  json_t *orth = json_object_get(doc, "orth");
+  lh_dmat *X = load(json_object_get(orth, "X")), *Y = load(json_object_get(orth, "Y"));
+  lh_dmat *S = NULL;
+  MT_OK(lh_dmat_create_like(X, &S));
+  for (int64_t k = 0; k < lh_dmat_local_rows(X) * lh_dmat_cols(X); k++)
+    ((double *)lh_dmat_local(S))[k] = 7.5 * ((const double *)lh_dmat_local(X))[k];
+  lh_cka_opts o = lh_cka_defaults();
+  double c1 = 0, c2 = 0;
+  MT_OK(lh_cka_linear(X, Y, &o, &c1));
+  MT_OK(lh_cka_linear(X, S, &o, &c2));
+  MT_CHECK(fabs(c1 - 1) < 1e-12 && fabs(c2 - 1) < 1e-12, "invariance: CKA(X, XQ) = %.17g, CKA(X, 7.5X) = %.17g", c1, c2);
+  lh_dmat_destroy(&X);
+  lh_dmat_destroy(&Y);
+  lh_dmat_destroy(&S);
+}
+
+static void expect_err(lh_status st, lh_status want, const char *needle) {
+  MT_CHECK(st == want, "got %s, expected %s (%s)", lh_status_name(st), lh_status_name(want), lh_error_message());
+  int pend = lh_error_pending();
+  if (pend) MT_CHECK(strstr(lh_error_message(), needle) != NULL, "message '%s' lacks '%s'", lh_error_message(), needle);
+  MPI_Allreduce(MPI_IN_PLACE, &pend, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  MT_CHECK(pend == 1, "%d ranks hold the message", pend);
+  lh_error_clear();
+}
+
+static void errors(void) {
+  lh_dmat *a = NULL, *b = NULL, *one = NULL;
+  MT_OK(lh_dmat_create(MPI_COMM_WORLD, LH_F64, 5, 2, &a));
+  MT_OK(lh_dmat_create(MPI_COMM_WORLD, LH_F64, 6, 2, &b));
+  MT_OK(lh_dmat_create(MPI_COMM_WORLD, LH_F64, 1, 2, &one));
+  double c;
+  lh_cka_opts o = lh_cka_defaults();
+  expect_err(lh_cka_linear(a, b, &o, &c), LH_ERR_VALUE, "Expected matching sample counts, got 5 and 6");
+  lh_ii_opts io = lh_ii_defaults();
+  lh_ii_result r;
+  expect_err(lh_ii_run(a, b, &io, &r), LH_ERR_VALUE, "Expected matching sample counts, got 5 and 6");
+  expect_err(lh_ii_run(one, one, &io, &r), LH_ERR_VALUE, "Expected at least 2 samples, got 1");
+  io.k = 5;
+  expect_err(lh_ii_run(a, a, &io, &r), LH_ERR_VALUE, "k must be between 1 and N - 1 = 4");
+  io = lh_ii_defaults();
+  io.p = 0.5;
+  expect_err(lh_ii_run(a, a, &io, &r), LH_ERR_VALUE, "Minkowski exponent");
+  lh_dmat *small = NULL;
+  MT_OK(lh_dmat_create(MPI_COMM_WORLD, LH_F64, 3, 2, &small));
+  o.debiased = true;
+  expect_err(lh_cka_linear(small, small, &o, &c), LH_ERR_VALUE, "debiased CKA needs at least 4 samples");
+  lh_dmat_destroy(&a);
+  lh_dmat_destroy(&b);
+  lh_dmat_destroy(&one);
+  lh_dmat_destroy(&small);
+}
+
+int main(int argc, char **argv) {
+  MPI_Init(&argc, &argv);
+  json_error_t err;
+  json_t *doc = json_load_file(LH_GOLDEN_DIR "/sim.json", 0, &err);
+  MT_CHECK(doc != NULL, "cannot read sim.json: %s", err.text);
+  if (doc) {
+    golden(doc);
+    json_decref(doc);
+  }
+  errors();
+  return mt_finish("mpi_sim");
+}
