@@ -55,6 +55,11 @@ LH_NODISCARD lh_status lh_dsort_positions_grouped(MPI_Comm comm, int64_t n,
                                                   const int64_t *groups, const double *keys,
                                                   const int64_t *ids, int64_t *pos);
 
+/* The value at 0-based position k (0 <= k < total) of all ranks' values sorted ascending
+ * (NaN last), on every rank. Collective (a sample sort; no rank gathers the values). */
+LH_NODISCARD lh_status lh_dsort_select(MPI_Comm comm, int64_t n, const double *values,
+                                       int64_t k, double *out);
+
 #ifdef __cplusplus
 }
 #endif

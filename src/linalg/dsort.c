@@ -323,3 +323,37 @@ lh_status lh_dsort_positions_grouped(MPI_Comm comm, int64_t n, const int64_t *gr
                                      const double *keys, const int64_t *ids, int64_t *pos) {
   return dsort(comm, n, groups, keys, NULL, ids, pos);
 }
+
+lh_status lh_dsort_select(MPI_Comm comm, int64_t n, const double *values, int64_t k,
+                          double *out) {
+  lh_status st = LH_OK, local = LH_OK;
+  int64_t *ids = NULL, *pos = NULL, off = 0, total = 0;
+  MPI_Exscan(&n, &off, 1, MPI_INT64_T, MPI_SUM, comm);
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  if (rank == 0) off = 0; /* MPI_Exscan leaves rank 0's result undefined */
+  MPI_Allreduce(&n, &total, 1, MPI_INT64_T, MPI_SUM, comm);
+  if (k < 0 || k >= total)
+    local = LH_ERROR(LH_ERR_INTERNAL, "selecting position %lld of %lld values", (long long)k,
+                     (long long)total);
+  if (local == LH_OK) local = lh_alloc((size_t)n, sizeof *ids, false, "selection ids", &ids);
+  if (local == LH_OK) local = lh_alloc((size_t)n, sizeof *pos, false, "selection positions", &pos);
+  LH_TRY(lh_agree(comm, local));
+  for (int64_t i = 0; i < n; i++) ids[i] = off + i;
+  LH_TRY(lh_dsort_positions(comm, n, values, ids, pos));
+  double v = 0.0;
+  int has = 0;
+  for (int64_t i = 0; i < n; i++)
+    if (pos[i] == k) {
+      v = values[i];
+      has = 1;
+    }
+  /* exactly one rank holds position k: pass its value on with a sum (others add 0) */
+  double pair[2] = {has ? v : 0.0, (double)has};
+  MPI_Allreduce(MPI_IN_PLACE, pair, 2, MPI_DOUBLE, MPI_SUM, comm);
+  *out = pair[0];
+done:
+  lh_free(ids);
+  lh_free(pos);
+  return st;
+}

@@ -11,6 +11,7 @@
 #include "latenthook/comm.h"
 #include "latenthook/dmat.h"
 #include "latenthook/infoimb.h"
+#include "latenthook/log.h"
 #include "mpi/mpitest.h"
 
 static double hexd(json_t *v) {
@@ -59,6 +60,43 @@ static void check_cka(const char *name, lh_dmat *X, lh_dmat *Y, json_t *ref) {
   }
 }
 
+/* Kernel CKA, held and streamed: RBF against the references, linear kernel against the
+ * feature-space value. */
+static void check_kernel_cka(const char *name, lh_dmat *X, lh_dmat *Y, json_t *ref) {
+  lh_kmat_mode modes[2] = {LH_KMAT_HELD, LH_KMAT_STREAM};
+  int64_t N = lh_dmat_rows(X);
+  for (int m = 0; m < 2; m++) {
+    json_t *r;
+    size_t idx;
+    json_array_foreach(json_object_get(ref, "rbf"), idx, r) {
+      for (int deb = 0; deb < 2; deb++) {
+        if (deb && N < 4) continue;
+        lh_kcka_opts o = lh_kcka_defaults();
+        o.mode = modes[m];
+        o.threshold = hexd(json_object_get(r, "t"));
+        o.debiased = deb;
+        double c = -1, mx = -1, my = -1;
+        MT_OK(lh_cka_kernel(X, Y, &o, &c, &mx, &my));
+        double want = hexd(json_object_get(r, deb ? "debiased" : "biased"));
+        MT_CHECK(close_rel(c, want, 1e-9), "%s: RBF CKA t=%g %s (%s) %.17g, reference %.17g", name,
+                 o.threshold, deb ? "debiased" : "biased", m ? "streamed" : "held", c, want);
+        if (N > 1)
+          MT_CHECK(close_rel(mx, hexd(json_object_get(r, "median_x")), 1e-14) &&
+                       close_rel(my, hexd(json_object_get(r, "median_y")), 1e-14),
+                   "%s: RBF medians %.17g %.17g (%s)", name, mx, my, m ? "streamed" : "held");
+      }
+    }
+    lh_kcka_opts o = lh_kcka_defaults();
+    o.mode = modes[m];
+    o.kernel = LH_KERNEL_LINEAR;
+    double c = -1;
+    MT_OK(lh_cka_kernel(X, Y, &o, &c, NULL, NULL));
+    double want = hexd(json_object_get(ref, "linear"));
+    MT_CHECK(close_rel(c, want, 1e-9), "%s: linear kernel CKA (%s) %.17g, feature-space %.17g",
+             name, m ? "streamed" : "held", c, want);
+  }
+}
+
 static void check_ii(const char *name, lh_dmat *A, lh_dmat *B, json_t *list) {
   json_t *e;
   size_t idx;
@@ -82,6 +120,7 @@ static void golden(json_t *doc) {
   json_array_foreach(json_object_get(doc, "cka_cases"), idx, c) {
     lh_dmat *X = load(json_object_get(c, "X")), *Y = load(json_object_get(c, "Y"));
     check_cka(json_string_value(json_object_get(c, "name")), X, Y, json_object_get(c, "cka"));
+    check_kernel_cka(json_string_value(json_object_get(c, "name")), X, Y, json_object_get(c, "cka"));
     lh_dmat_destroy(&X);
     lh_dmat_destroy(&Y);
   }
@@ -96,6 +135,7 @@ static void golden(json_t *doc) {
     const char *name = json_string_value(json_object_get(c, "name"));
     lh_dmat *A = load(json_object_get(c, "A")), *B = load(json_object_get(c, "B"));
     check_cka(name, A, B, json_object_get(c, "cka"));
+    check_kernel_cka(name, A, B, json_object_get(c, "cka"));
     check_ii(name, A, B, json_object_get(json_object_get(c, "II"), "ii"));
     if (strcmp(name, "identical") == 0) {
       lh_ii_result r;
@@ -122,6 +162,43 @@ static void golden(json_t *doc) {
   lh_dmat_destroy(&X);
   lh_dmat_destroy(&Y);
   lh_dmat_destroy(&S);
+}
+
+/* Streaming selection through its sample, bracket and histogram passes (tiny sample and
+ * collection sizes force every stage) must give the held mode's exact medians and CKA. */
+static void stream_selection_stages(void) {
+  int64_t N = 301;
+  lh_dmat *X = NULL, *Y = NULL;
+  MT_OK(lh_dmat_create(MPI_COMM_WORLD, LH_F64, N, 3, &X));
+  MT_OK(lh_dmat_create(MPI_COMM_WORLD, LH_F64, N, 2, &Y));
+  for (int64_t i = 0; i < lh_dmat_local_rows(X); i++) {
+    int64_t g = lh_dmat_row_offset(X) + i;
+    double *x = (double *)lh_dmat_local(X) + i * 3, *y = (double *)lh_dmat_local(Y) + i * 2;
+    x[0] = sin(0.1 * (double)g);
+    x[1] = cos(0.37 * (double)g);
+    x[2] = (double)(g % 7); /* many equal distances */
+    y[0] = x[0] * x[1];
+    y[1] = floor(4 * x[2]) / 3;
+  }
+  lh_kcka_opts o = lh_kcka_defaults();
+  double ch, mxh, myh;
+  o.mode = LH_KMAT_HELD;
+  MT_OK(lh_cka_kernel(X, Y, &o, &ch, &mxh, &myh));
+  o.mode = LH_KMAT_STREAM;
+  o.select_sample = 500;
+  o.select_cap = 40;
+  lh_log_setup(LH_LOG_DEBUG, -1, -1);
+  for (int deb = 0; deb < 2; deb++) {
+    double cs, mxs, mys;
+    o.debiased = deb;
+    MT_OK(lh_cka_kernel(X, Y, &o, &cs, &mxs, &mys));
+    MT_CHECK(mt_same(mxs, mxh) && mt_same(mys, myh), "streamed medians %.17g %.17g, held %.17g %.17g",
+             mxs, mys, mxh, myh);
+    if (!deb) MT_CHECK(close_rel(cs, ch, 1e-10), "streamed CKA %.17g, held %.17g", cs, ch);
+  }
+  lh_log_setup(LH_LOG_INFO, -1, -1);
+  lh_dmat_destroy(&X);
+  lh_dmat_destroy(&Y);
 }
 
 static void expect_err(lh_status st, lh_status want, const char *needle) {
@@ -169,6 +246,7 @@ int main(int argc, char **argv) {
     golden(doc);
     json_decref(doc);
   }
+  stream_selection_stages();
   errors();
   return mt_finish("mpi_sim");
 }
