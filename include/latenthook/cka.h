@@ -49,6 +49,12 @@ lh_cka_opts lh_cka_defaults(void);
 LH_NODISCARD lh_status lh_cka_linear(const lh_dmat *X, const lh_dmat *Y, const lh_cka_opts *opts,
                                      double *cka);
 
+/* The L x L matrix of linear CKA over L representations of the same N samples (same
+ * communicator), on every rank: each layer is centred and its ||X~^T X~||^2 computed once,
+ * then one cross Gram per pair. Collective. Errors as lh_cka_linear. */
+LH_NODISCARD lh_status lh_cka_linear_matrix(const lh_dmat *const *layers, int64_t L,
+                                            const lh_cka_opts *opts, double *M);
+
 /* ---- kernel CKA ------------------------------------------------------------------------ */
 
 /* Kernels on the samples: linear, K_ij = x~_i . x~_j (column-centred features), or the RBF

@@ -145,6 +145,14 @@ LH_NODISCARD lh_status lh_h5_out_write_small(lh_h5_out *o, const char *path, lh_
 LH_NODISCARD lh_status lh_h5_out_attr_string(lh_h5_out *o, const char *obj_path,
                                              const char *name, const char *value);
 
+/* The datasets directly inside group `spec` ("FILE.h5:/group", "FILE.h5:/" for the root), in
+ * natural order (digit runs compare as numbers: layer2 before layer10). On success *names is
+ * an array of *count strings, each a full address "FILE.h5:/group/name", to release with
+ * lh_h5_list_free. Collective. Errors: the file errors of lh_h5_open, LH_ERR_KEY for a missing
+ * group, LH_ERR_TYPE when the path is a dataset. */
+LH_NODISCARD lh_status lh_h5_list(MPI_Comm comm, const char *spec, char ***names, int64_t *count);
+void lh_h5_list_free(char **names, int64_t count);
+
 /* "float32", "int64", "uint8", "float16", ... for the stored type. Pure. */
 const char *lh_h5_type_name(const lh_h5_info *info, char *buf, size_t cap);
 

@@ -47,6 +47,13 @@ typedef struct lh_ii_result {
 LH_NODISCARD lh_status lh_ii_run(const lh_dmat *A, const lh_dmat *B, const lh_ii_opts *opts,
                                  lh_ii_result *out);
 
+/* The L x L matrix M[a][b] = Delta(layer a -> layer b) over L representations of the same N
+ * samples (same communicator), on every rank; the diagonal is (k + 1) / N. Each layer's
+ * neighbour lists are found once, and one ring pass per target layer ranks every other
+ * layer's neighbours in it: 2L passes in all. Collective. Errors as lh_ii_run. */
+LH_NODISCARD lh_status lh_ii_matrix(const lh_dmat *const *layers, int64_t L,
+                                    const lh_ii_opts *opts, double *M);
+
 #ifdef __cplusplus
 }
 #endif

@@ -59,143 +59,182 @@ static double frob2(const double *g, int64_t rows, int64_t cols, bool upper_sym)
   return s;
 }
 
-/* The three squared Frobenius norms by local Gram contributions and one allreduce. */
-static lh_status gram_path(const lh_dmat *Xc, const lh_dmat *Yc, double f[3]) {
+/* ||A~^T B~||_F^2 by local Gram contributions and one allreduce (sym: B is A, DSYRK). */
+static lh_status frob_gram(const lh_dmat *A, const lh_dmat *B, bool sym, double *f) {
   lh_status st = LH_OK;
-  const int64_t n = lh_dmat_local_rows(Xc), dx = lh_dmat_cols(Xc), dy = lh_dmat_cols(Yc);
+  const int64_t n = lh_dmat_local_rows(A), da = lh_dmat_cols(A), db = lh_dmat_cols(B);
   double *g = NULL;
-  int64_t total = dx * dx + dy * dy + dx * dy;
   int cnt;
-  LH_TRY(lh_int_cast(total, "Gram matrix elements", &cnt));
-  LH_TRY(lh_agree(lh_dmat_comm(Xc), lh_alloc((size_t)total, sizeof *g, true, "Gram matrices", &g)));
-  double *gxx = g, *gyy = g + dx * dx, *gxy = gyy + dy * dy; /* column-major */
-  const double *x = lh_dmat_local_const(Xc), *y = lh_dmat_local_const(Yc);
-  if (n > 0) {
-    /* rows are row-major n x D = column-major D x n: X~^T X~ = A A^T with A = D x n */
-    if (dx) cblas_dsyrk(CblasColMajor, CblasUpper, CblasNoTrans, (int)dx, (int)n, 1.0, x, (int)dx, 0.0, gxx, (int)dx);
-    if (dy) cblas_dsyrk(CblasColMajor, CblasUpper, CblasNoTrans, (int)dy, (int)n, 1.0, y, (int)dy, 0.0, gyy, (int)dy);
-    if (dx && dy)
-      cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)dx, (int)dy, (int)n, 1.0, x,
-                  (int)dx, y, (int)dy, 0.0, gxy, (int)dx);
+  LH_TRY(lh_int_cast(da * db, "Gram matrix elements", &cnt));
+  LH_TRY(lh_agree(lh_dmat_comm(A), lh_alloc((size_t)(da * db), sizeof *g, true, "Gram matrix", &g)));
+  const double *x = lh_dmat_local_const(A), *y = lh_dmat_local_const(B);
+  /* row-major n x D is column-major D x n: A~^T B~ = Xa Xb^T with Xa = da x n */
+  if (n > 0 && da > 0 && db > 0) {
+    if (sym)
+      cblas_dsyrk(CblasColMajor, CblasUpper, CblasNoTrans, (int)da, (int)n, 1.0, x, (int)da, 0.0, g, (int)da);
+    else
+      cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)da, (int)db, (int)n, 1.0, x,
+                  (int)da, y, (int)db, 0.0, g, (int)da);
   }
-  MPI_Allreduce(MPI_IN_PLACE, g, cnt, MPI_DOUBLE, MPI_SUM, lh_dmat_comm(Xc));
-  f[0] = frob2(gxy, dx, dy, false);
-  f[1] = frob2(gxx, dx, dx, true);
-  f[2] = frob2(gyy, dy, dy, true);
+  MPI_Allreduce(MPI_IN_PLACE, g, cnt, MPI_DOUBLE, MPI_SUM, lh_dmat_comm(A));
+  *f = frob2(g, da, db, sym);
 done:
   lh_free(g);
   return st;
 }
 
-/* The same through ScaLAPACK on a 2-D block-cyclic layout. */
-static lh_status scalapack_path(const lh_dmat *Xc, const lh_dmat *Yc, double f[3]) {
+/* The same through ScaLAPACK on a 2-D block-cyclic layout (PDSYRK / PDGEMM), the norm summed
+ * from the local blocks (the upper triangle of a PDSYRK result). */
+static lh_status frob_scalapack(const lh_dmat *Ad, const lh_dmat *Bd, bool sym, double *f) {
   lh_status st = LH_OK;
-  MPI_Comm comm = lh_dmat_comm(Xc);
-  const int64_t N = lh_dmat_rows(Xc), dx = lh_dmat_cols(Xc), dy = lh_dmat_cols(Yc);
+  MPI_Comm comm = lh_dmat_comm(Ad);
+  const int64_t N = lh_dmat_rows(Ad), da = lh_dmat_cols(Ad), db = lh_dmat_cols(Bd);
   lh_blacs *g = NULL;
-  lh_bcmat *A = NULL, *B = NULL, *Gxx = NULL, *Gyy = NULL, *Gxy = NULL;
+  lh_bcmat *A = NULL, *B = NULL, *G = NULL;
   const int nb = 64;
   LH_TRY(lh_blacs_create(comm, 0, 0, &g));
-  LH_TRY(lh_dmat_to_bcmat(Xc, g, nb, nb, &A));
-  LH_TRY(lh_dmat_to_bcmat(Yc, g, nb, nb, &B));
-  LH_TRY(lh_bcmat_create(g, dx, dx, nb, nb, &Gxx));
-  LH_TRY(lh_bcmat_create(g, dy, dy, nb, nb, &Gyy));
-  LH_TRY(lh_bcmat_create(g, dx, dy, nb, nb, &Gxy));
-  int one = 1, n = (int)N, ix = (int)dx, iy = (int)dy;
+  LH_TRY(lh_dmat_to_bcmat(Ad, g, nb, nb, &A));
+  if (!sym) LH_TRY(lh_dmat_to_bcmat(Bd, g, nb, nb, &B));
+  LH_TRY(lh_bcmat_create(g, da, db, nb, nb, &G));
+  int one = 1, n = (int)N, ia = (int)da, ib = (int)db;
   double alpha = 1.0, beta = 0.0;
-  if (N > 0) {
-    if (dx) pdsyrk_("U", "T", &ix, &n, &alpha, lh_bcmat_local(A), &one, &one, lh_bcmat_desc(A),
-                    &beta, lh_bcmat_local(Gxx), &one, &one, lh_bcmat_desc(Gxx));
-    if (dy) pdsyrk_("U", "T", &iy, &n, &alpha, lh_bcmat_local(B), &one, &one, lh_bcmat_desc(B),
-                    &beta, lh_bcmat_local(Gyy), &one, &one, lh_bcmat_desc(Gyy));
-    if (dx && dy)
-      pdgemm_("T", "N", &ix, &iy, &n, &alpha, lh_bcmat_local(A), &one, &one, lh_bcmat_desc(A),
-              lh_bcmat_local(B), &one, &one, lh_bcmat_desc(B), &beta, lh_bcmat_local(Gxy), &one,
-              &one, lh_bcmat_desc(Gxy));
+  if (N > 0 && da > 0 && db > 0) {
+    if (sym)
+      pdsyrk_("U", "T", &ia, &n, &alpha, lh_bcmat_local(A), &one, &one, lh_bcmat_desc(A), &beta,
+              lh_bcmat_local(G), &one, &one, lh_bcmat_desc(G));
+    else
+      pdgemm_("T", "N", &ia, &ib, &n, &alpha, lh_bcmat_local(A), &one, &one, lh_bcmat_desc(A),
+              lh_bcmat_local(B), &one, &one, lh_bcmat_desc(B), &beta, lh_bcmat_local(G), &one,
+              &one, lh_bcmat_desc(G));
   }
-  /* Frobenius norms from the local blocks (upper triangles of the symmetric ones) */
-  lh_bcmat *mats[3] = {Gxy, Gxx, Gyy};
-  for (int t = 0; t < 3; t++) {
-    lh_bcmat *M = mats[t];
-    const int lr = lh_bcmat_local_rows(M), lc = lh_bcmat_local_cols(M);
-    const int lld = lh_bcmat_desc(M)[LH_DESC_LLD];
-    double s = 0;
-    for (int lj = 0; lj < lc; lj++)
-      for (int li = 0; li < lr; li++) {
-        int64_t gi, gj;
-        lh_bcmat_global_index(M, li, lj, &gi, &gj);
-        if (t > 0 && gi > gj) continue; /* lower triangle of a PDSYRK result: not computed */
-        double v = lh_bcmat_local(M)[li + (int64_t)lj * lld];
-        s += (t > 0 && gi != gj ? 2.0 : 1.0) * v * v;
-      }
-    f[t] = s;
-  }
-  MPI_Allreduce(MPI_IN_PLACE, f, 3, MPI_DOUBLE, MPI_SUM, comm);
+  const int lr = lh_bcmat_local_rows(G), lc = lh_bcmat_local_cols(G);
+  const int lld = lh_bcmat_desc(G)[LH_DESC_LLD];
+  double s = 0;
+  for (int lj = 0; lj < lc; lj++)
+    for (int li = 0; li < lr; li++) {
+      int64_t gi, gj;
+      lh_bcmat_global_index(G, li, lj, &gi, &gj);
+      if (sym && gi > gj) continue; /* not computed by PDSYRK */
+      double v = lh_bcmat_local(G)[li + (int64_t)lj * lld];
+      s += (sym && gi != gj ? 2.0 : 1.0) * v * v;
+    }
+  MPI_Allreduce(MPI_IN_PLACE, &s, 1, MPI_DOUBLE, MPI_SUM, comm);
+  *f = s;
 done:
   lh_bcmat_destroy(&A);
   lh_bcmat_destroy(&B);
-  lh_bcmat_destroy(&Gxx);
-  lh_bcmat_destroy(&Gyy);
-  lh_bcmat_destroy(&Gxy);
+  lh_bcmat_destroy(&G);
   lh_blacs_destroy(&g);
   return st;
 }
 
+/* ||A~^T B~||_F^2 on the path the options choose for a da x db Gram. */
+static lh_status frob(const lh_dmat *A, const lh_dmat *B, bool sym, const lh_cka_opts *o,
+                      double *f) {
+  int64_t bytes = lh_dmat_cols(A) * lh_dmat_cols(B) * 8;
+  bool gram = o->path == LH_CKA_GRAM || (o->path == LH_CKA_AUTO && bytes <= o->gram_limit_bytes);
+  return gram ? frob_gram(A, B, sym, f) : frob_scalapack(A, B, sym, f);
+}
+
+/* Squared row norms of a centred matrix (local rows). */
+static void row_norms(const lh_dmat *C, double *r) {
+  const int64_t n = lh_dmat_local_rows(C), d = lh_dmat_cols(C);
+  const double *x = lh_dmat_local_const(C);
+  for (int64_t i = 0; i < n; i++) {
+    double s = 0;
+    for (int64_t j = 0; j < d; j++) s += x[i * d + j] * x[i * d + j];
+    r[i] = s;
+  }
+}
+
+/* The debiased correction of a squared Frobenius norm (cka.c header). */
+static double debias(double f, double n, double rs, double ra, double rb) {
+  return f - n / (n - 2) * rs + ra * rb / ((n - 1) * (n - 2));
+}
+
+static double ratio(double num, double a, double b, double eps) {
+  double den = sqrt(a * b);
+  /* sqrt of a negative debiased estimate is NaN: undefined, as a zero denominator */
+  return (!isfinite(den) || den <= eps) ? NAN : num / den;
+}
+
+static lh_status check_pair(const lh_dmat *X, const lh_dmat *Y, const lh_cka_opts *o) {
+  lh_status local = LH_OK;
+  int same = MPI_UNEQUAL;
+  MPI_Comm_compare(lh_dmat_comm(X), lh_dmat_comm(Y), &same);
+  if (same != MPI_IDENT)
+    local = LH_ERROR(LH_ERR_INTERNAL, "CKA: X and Y live on different communicators");
+  else if (lh_dmat_rows(Y) != lh_dmat_rows(X))
+    local = LH_ERROR(LH_ERR_VALUE, "Expected matching sample counts, got %lld and %lld",
+                     (long long)lh_dmat_rows(X), (long long)lh_dmat_rows(Y));
+  else if (o->debiased && lh_dmat_rows(X) < 4)
+    local = LH_ERROR(LH_ERR_VALUE, "debiased CKA needs at least 4 samples, got %lld",
+                     (long long)lh_dmat_rows(X));
+  return lh_agree(lh_dmat_comm(X), local);
+}
+
 lh_status lh_cka_linear(const lh_dmat *X, const lh_dmat *Y, const lh_cka_opts *opts,
                         double *cka) {
+  const lh_dmat *layers[2] = {X, Y};
+  double M[4];
+  lh_status st = lh_cka_linear_matrix(layers, 2, opts, M);
+  if (st == LH_OK) *cka = M[1];
+  return st;
+}
+
+lh_status lh_cka_linear_matrix(const lh_dmat *const *layers, int64_t L, const lh_cka_opts *opts,
+                               double *M) {
   lh_status st = LH_OK, local = LH_OK;
-  MPI_Comm comm = lh_dmat_comm(X);
-  const int64_t N = lh_dmat_rows(X), dx = lh_dmat_cols(X), dy = lh_dmat_cols(Y);
-  lh_dmat *Xc = NULL, *Yc = NULL;
+  MPI_Comm comm = lh_dmat_comm(layers[0]);
+  const int64_t N = lh_dmat_rows(layers[0]), n = lh_dmat_local_rows(layers[0]);
+  lh_dmat **C = NULL;
+  double *self = NULL, *r = NULL, *tot = NULL;
   static lh_event ev = -2;
   if (ev == -2) ev = lh_event_get("cka.linear");
   lh_event_begin(ev);
-  int same = MPI_UNEQUAL;
-  MPI_Comm_compare(comm, lh_dmat_comm(Y), &same);
-  if (same != MPI_IDENT)
-    local = LH_ERROR(LH_ERR_INTERNAL, "CKA: X and Y live on different communicators");
-  else if (lh_dmat_rows(Y) != N)
-    local = LH_ERROR(LH_ERR_VALUE, "Expected matching sample counts, got %lld and %lld",
-                     (long long)N, (long long)lh_dmat_rows(Y));
-  else if (opts->debiased && N < 4)
-    local = LH_ERROR(LH_ERR_VALUE, "debiased CKA needs at least 4 samples, got %lld", (long long)N);
+  for (int64_t a = 1; a < L; a++) LH_TRY(check_pair(layers[0], layers[a], opts));
+  if (L == 1) LH_TRY(check_pair(layers[0], layers[0], opts));
+  local = lh_alloc((size_t)L, sizeof *C, true, "centred layers", &C);
+  if (local == LH_OK) local = lh_alloc((size_t)L, sizeof *self, false, "norms", &self);
+  if (local == LH_OK) local = lh_alloc((size_t)(L * n), sizeof *r, false, "row norms", &r);
+  if (local == LH_OK) local = lh_alloc((size_t)L, sizeof *tot, false, "row norms", &tot);
   LH_TRY(lh_agree(comm, local));
-  LH_TRY(centred(X, &Xc));
-  LH_TRY(centred(Y, &Yc));
-  double f[3]; /* ||X~^T Y~||^2, ||X~^T X~||^2, ||Y~^T Y~||^2 */
-  bool gram = opts->path == LH_CKA_GRAM ||
-              (opts->path == LH_CKA_AUTO &&
-               (dx * dx + dy * dy + dx * dy) * 8 <= opts->gram_limit_bytes);
-  if (gram)
-    LH_TRY(gram_path(Xc, Yc, f));
-  else
-    LH_TRY(scalapack_path(Xc, Yc, f));
-  if (opts->debiased) {
-    /* sum_i r_i s_i, sum r_i^2, sum s_i^2, R, S */
-    double v[5] = {0, 0, 0, 0, 0};
-    const double *x = lh_dmat_local_const(Xc), *y = lh_dmat_local_const(Yc);
-    for (int64_t i = 0; i < lh_dmat_local_rows(Xc); i++) {
-      double r = 0, s = 0;
-      for (int64_t j = 0; j < dx; j++) r += x[i * dx + j] * x[i * dx + j];
-      for (int64_t j = 0; j < dy; j++) s += y[i * dy + j] * y[i * dy + j];
-      v[0] += r * s;
-      v[1] += r * r;
-      v[2] += s * s;
-      v[3] += r;
-      v[4] += s;
+  /* once per layer: centring, ||X~^T X~||^2, and the row norms of the debiased form */
+  double nn = (double)N;
+  for (int64_t a = 0; a < L; a++) {
+    LH_TRY(centred(layers[a], &C[a]));
+    LH_TRY(frob(C[a], C[a], true, opts, &self[a]));
+    row_norms(C[a], r + a * n);
+    double v[2] = {0, 0}; /* sum r_i, sum r_i^2 */
+    for (int64_t i = 0; i < n; i++) {
+      v[0] += r[a * n + i];
+      v[1] += r[a * n + i] * r[a * n + i];
     }
-    MPI_Allreduce(MPI_IN_PLACE, v, 5, MPI_DOUBLE, MPI_SUM, comm);
-    double n = (double)N, c1 = n / (n - 2), c2 = 1.0 / ((n - 1) * (n - 2));
-    f[0] = f[0] - c1 * v[0] + v[3] * v[4] * c2;
-    f[1] = f[1] - c1 * v[1] + v[3] * v[3] * c2;
-    f[2] = f[2] - c1 * v[2] + v[4] * v[4] * c2;
+    MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_DOUBLE, MPI_SUM, comm);
+    tot[a] = v[0];
+    if (opts->debiased) self[a] = debias(self[a], nn, v[1], v[0], v[0]);
   }
-  double den = sqrt(f[1] * f[2]);
-  /* sqrt of a negative debiased estimate is NaN: undefined, as a zero denominator */
-  *cka = (!isfinite(den) || den <= opts->eps) ? NAN : f[0] / den;
+  /* once per pair: ||X~_a^T X~_b||^2 */
+  for (int64_t a = 0; a < L; a++) {
+    M[a * L + a] = ratio(self[a], self[a], self[a], opts->eps);
+    for (int64_t b = a + 1; b < L; b++) {
+      double f;
+      LH_TRY(frob(C[a], C[b], false, opts, &f));
+      if (opts->debiased) {
+        double rs = 0;
+        for (int64_t i = 0; i < n; i++) rs += r[a * n + i] * r[b * n + i];
+        MPI_Allreduce(MPI_IN_PLACE, &rs, 1, MPI_DOUBLE, MPI_SUM, comm);
+        f = debias(f, nn, rs, tot[a], tot[b]);
+      }
+      M[a * L + b] = M[b * L + a] = ratio(f, self[a], self[b], opts->eps);
+    }
+  }
 done:
-  lh_dmat_destroy(&Xc);
-  lh_dmat_destroy(&Yc);
+  for (int64_t a = 0; C && a < L; a++) lh_dmat_destroy(&C[a]);
+  lh_free(C);
+  lh_free(self);
+  lh_free(r);
+  lh_free(tot);
   lh_event_end(ev);
   return st;
 }

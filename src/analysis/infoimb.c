@@ -18,7 +18,7 @@ lh_ii_opts lh_ii_defaults(void) {
 
 typedef struct thr {
   double key;
-  int64_t ix;
+  int64_t ix, src;
 } thr;
 
 static int thr_cmp(const void *a, const void *b) {
@@ -28,61 +28,141 @@ static int thr_cmp(const void *a, const void *b) {
   return (x->ix > y->ix) - (x->ix < y->ix);
 }
 
-/* Sum over this rank's rows of the ranks, in `to`, of each row's neighbours `nb` (from the
- * other space): r = 1 + #{l != i : (key_to(i,l), l) < (key_to(i,j), j)}. Pairs whose rows are
- * not finite are skipped; *pairs counts the others. Collective (one ring pass over `to`),
- * and with `next` non-NULL the same pass finds the k nearest neighbours in `to`. */
-static lh_status rank_sum(const lh_dmat *to, const lh_knn_result *nb, const lh_knn_opts *ko,
-                          int64_t *sum, int64_t *pairs, lh_knn_result **next) {
+/* For each source s, the sum over this rank's rows of the ranks in `to` of the rows'
+ * neighbours in s (nb[s]): r = 1 + #{l != i : (key_to(i,l), l) < (key_to(i,j), j)}, and the
+ * number of (row, neighbour) pairs ranked (pairs whose rows are not finite are skipped). One
+ * ring pass over `to` counts for every source at once, the thresholds of a row sorted
+ * together; with `next` non-NULL the same pass finds the nearest neighbours in `to`.
+ * Collective. */
+static lh_status rank_sums(const lh_dmat *to, const lh_knn_result *const *nb, int64_t S,
+                           const lh_knn_opts *ko, int64_t *sum, int64_t *pairs,
+                           lh_knn_result **next) {
   lh_status st = LH_OK, local = LH_OK;
   MPI_Comm comm = lh_dmat_comm(to);
-  const int64_t n = lh_dmat_local_rows(to), D = lh_dmat_cols(to), k = nb->k;
+  const int64_t n = lh_dmat_local_rows(to), D = lh_dmat_cols(to), k = S ? nb[0]->k : 0;
+  const int64_t nt = S * k;
   const size_t rb = (size_t)D * lh_dtype_size(lh_dmat_dtype(to));
   char *rows = NULL;
   thr *t = NULL;
   double *key = NULL;
-  int64_t *ix = NULL, *cnt = NULL;
+  int64_t *ix = NULL, *cnt = NULL, *src = NULL;
   local = lh_alloc((size_t)(n * k), rb, false, "neighbour rows", &rows);
-  if (local == LH_OK) local = lh_alloc((size_t)(n * k), sizeof *t, false, "thresholds", &t);
-  if (local == LH_OK) local = lh_alloc((size_t)(n * k), sizeof *key, false, "thresholds", &key);
-  if (local == LH_OK) local = lh_alloc((size_t)(n * k), sizeof *ix, false, "thresholds", &ix);
-  if (local == LH_OK) local = lh_alloc((size_t)(n * k), sizeof *cnt, false, "counts", &cnt);
+  if (local == LH_OK) local = lh_alloc((size_t)(n * nt), sizeof *t, false, "thresholds", &t);
+  if (local == LH_OK) local = lh_alloc((size_t)(n * nt), sizeof *key, false, "thresholds", &key);
+  if (local == LH_OK) local = lh_alloc((size_t)(n * nt), sizeof *ix, false, "thresholds", &ix);
+  if (local == LH_OK) local = lh_alloc((size_t)(n * nt), sizeof *cnt, false, "counts", &cnt);
+  if (local == LH_OK) local = lh_alloc((size_t)(n * nt), sizeof *src, false, "sources", &src);
   LH_TRY(lh_agree(comm, local));
-  /* the neighbours' rows in `to`, then the keys that rank them */
-  LH_TRY(lh_dmat_fetch_rows(to, n * k, nb->index, rows));
   const char *own = lh_dmat_local_const(to);
+  for (int64_t s = 0; s < S; s++) {
+    /* the neighbours' rows in `to`, one source at a time, then the keys that rank them */
+    LH_TRY(lh_dmat_fetch_rows(to, n * k, nb[s]->index, rows));
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t q = 0; q < k; q++) {
+        int64_t j = nb[s]->index[i * k + q];
+        double v = j >= 0 ? lh_knn_key(own + (size_t)i * rb, rows + (size_t)(i * k + q) * rb, D,
+                                       lh_dmat_dtype(to), ko->p)
+                          : NAN;
+        /* a pair without a finite key is not ranked: an impossible threshold counts nothing */
+        thr *e = &t[i * nt + s * k + q];
+        e->key = isfinite(v) ? v : -INFINITY;
+        e->ix = isfinite(v) ? j : -1;
+        e->src = s;
+      }
+  }
   for (int64_t i = 0; i < n; i++) {
-    for (int64_t q = 0; q < k; q++) {
-      int64_t j = nb->index[i * k + q];
-      double s = j >= 0 ? lh_knn_key(own + (size_t)i * rb, rows + (size_t)(i * k + q) * rb, D,
-                                     lh_dmat_dtype(to), ko->p)
-                        : NAN;
-      /* a pair without a finite key is not ranked: an impossible threshold counts nothing */
-      t[i * k + q].key = isfinite(s) ? s : -INFINITY;
-      t[i * k + q].ix = isfinite(s) ? j : -1;
-    }
-    qsort(t + i * k, (size_t)k, sizeof *t, thr_cmp); /* thresholds ascending per row */
-    for (int64_t q = 0; q < k; q++) {
-      key[i * k + q] = t[i * k + q].key;
-      ix[i * k + q] = t[i * k + q].ix;
+    qsort(t + i * nt, (size_t)nt, sizeof *t, thr_cmp); /* thresholds ascending per row */
+    for (int64_t q = 0; q < nt; q++) {
+      key[i * nt + q] = t[i * nt + q].key;
+      ix[i * nt + q] = t[i * nt + q].ix;
+      src[i * nt + q] = t[i * nt + q].src;
     }
   }
-  lh_knn_ranks rk = {.nt = k, .key = key, .index = ix, .count = cnt};
+  lh_knn_ranks rk = {.nt = nt, .key = key, .index = ix, .count = cnt};
   LH_TRY(lh_knn_search(to, ko, &rk, next));
-  int64_t s = 0, np = 0;
-  for (int64_t i = 0; i < n * k; i++)
+  for (int64_t s = 0; s < S; s++) sum[s] = pairs[s] = 0;
+  for (int64_t i = 0; i < n * nt; i++)
     if (ix[i] >= 0) {
-      s += 1 + cnt[i];
-      np++;
+      sum[src[i]] += 1 + cnt[i];
+      pairs[src[i]]++;
     }
-  *sum = s;
-  *pairs = np;
 done:
   lh_free(rows);
   lh_free(t);
   lh_free(key);
   lh_free(ix);
   lh_free(cnt);
+  lh_free(src);
+  return st;
+}
+
+static lh_status check_opts(MPI_Comm comm, int64_t N, const lh_ii_opts *opts) {
+  lh_status local = LH_OK;
+  if (N < 2)
+    local = LH_ERROR(LH_ERR_VALUE, "Expected at least 2 samples, got %lld", (long long)N);
+  else if (opts->k < 1 || opts->k > N - 1)
+    local = LH_ERROR(LH_ERR_VALUE, "k must be between 1 and N - 1 = %lld, got %lld",
+                     (long long)(N - 1), (long long)opts->k);
+  else if (!(opts->p >= 1.0))
+    local = LH_ERROR(LH_ERR_VALUE, "the Minkowski exponent p must be >= 1 (or inf), got %g", opts->p);
+  return lh_agree(comm, local);
+}
+
+static lh_knn_opts knn_opts(const lh_ii_opts *opts) {
+  lh_knn_opts ko = lh_knn_defaults();
+  ko.k = opts->k;
+  ko.p = opts->p;
+  ko.eps = -1.0; /* every other sample is a neighbour, duplicates included */
+  return ko;
+}
+
+static double imbalance(int64_t N, int64_t sum, int64_t pairs) {
+  return pairs ? 2.0 * (double)sum / ((double)N * (double)pairs) : NAN;
+}
+
+lh_status lh_ii_matrix(const lh_dmat *const *layers, int64_t L, const lh_ii_opts *opts,
+                       double *M) {
+  lh_status st = LH_OK, local = LH_OK;
+  MPI_Comm comm = lh_dmat_comm(layers[0]);
+  const int64_t N = lh_dmat_rows(layers[0]);
+  lh_knn_result **nb = NULL;
+  const lh_knn_result **others = NULL;
+  int64_t *v = NULL;
+  for (int64_t a = 1; a < L && local == LH_OK; a++)
+    if (lh_dmat_rows(layers[a]) != N)
+      local = LH_ERROR(LH_ERR_VALUE, "Expected matching sample counts, got %lld and %lld",
+                       (long long)N, (long long)lh_dmat_rows(layers[a]));
+  LH_TRY(lh_agree(comm, local));
+  LH_TRY(check_opts(comm, N, opts));
+  lh_knn_opts ko = knn_opts(opts);
+  local = lh_alloc((size_t)L, sizeof *nb, true, "neighbour lists", &nb);
+  if (local == LH_OK) local = lh_alloc((size_t)L, sizeof *others, true, "neighbour lists", &others);
+  if (local == LH_OK) local = lh_alloc((size_t)(2 * L), sizeof *v, true, "rank sums", &v);
+  LH_TRY(lh_agree(comm, local));
+  for (int64_t a = 0; a < L; a++) LH_TRY(lh_knn_run(layers[a], &ko, &nb[a])); /* once each */
+  for (int64_t b = 0; b < L; b++) {
+    /* one counting pass over b for every source a != b */
+    int64_t S = 0, *sum = v, *pairs = v + L;
+    for (int64_t a = 0; a < L; a++)
+      if (a != b) others[S++] = nb[a];
+    LH_TRY(rank_sums(layers[b], others, S, &ko, sum, pairs, NULL));
+    int s2;
+    LH_TRY(lh_int_cast(2 * L, "layers", &s2));
+    MPI_Allreduce(MPI_IN_PLACE, v, s2, MPI_INT64_T, MPI_SUM, comm);
+    for (int64_t a = 0, s = 0; a < L; a++) {
+      if (a == b) {
+        M[a * L + b] = (double)(opts->k + 1) / (double)N; /* a space ranks its own neighbours 1..k */
+        continue;
+      }
+      M[a * L + b] = imbalance(N, sum[s], pairs[s]);
+      s++;
+    }
+  }
+done:
+  for (int64_t a = 0; nb && a < L; a++) lh_knn_result_destroy(&nb[a]);
+  lh_free(nb);
+  lh_free(others);
+  lh_free(v);
   return st;
 }
 
@@ -99,28 +179,20 @@ lh_status lh_ii_run(const lh_dmat *A, const lh_dmat *B, const lh_ii_opts *opts,
   else if (lh_dmat_rows(B) != N)
     local = LH_ERROR(LH_ERR_VALUE, "Expected matching sample counts, got %lld and %lld",
                      (long long)N, (long long)lh_dmat_rows(B));
-  else if (N < 2)
-    local = LH_ERROR(LH_ERR_VALUE, "Expected at least 2 samples, got %lld", (long long)N);
-  else if (opts->k < 1 || opts->k > N - 1)
-    local = LH_ERROR(LH_ERR_VALUE, "k must be between 1 and N - 1 = %lld, got %lld",
-                     (long long)(N - 1), (long long)opts->k);
-  else if (!(opts->p >= 1.0))
-    local = LH_ERROR(LH_ERR_VALUE, "the Minkowski exponent p must be >= 1 (or inf), got %g", opts->p);
   LH_TRY(lh_agree(comm, local));
-
-  lh_knn_opts ko = lh_knn_defaults();
-  ko.k = opts->k;
-  ko.p = opts->p;
-  ko.eps = -1.0; /* every other sample is a neighbour, duplicates included */
+  LH_TRY(check_opts(comm, N, opts));
+  lh_knn_opts ko = knn_opts(opts);
   int64_t v[4] = {0, 0, 0, 0}; /* rank sums and pair counts, A -> B then B -> A */
-  LH_TRY(lh_knn_run(A, &ko, &na));                        /* pass 1: neighbours in A */
-  LH_TRY(rank_sum(B, na, &ko, &v[0], &v[1], &nb));        /* pass 2: their B-ranks; B's */
-  LH_TRY(rank_sum(A, nb, &ko, &v[2], &v[3], NULL));       /* pass 3: those A-ranks */
+  LH_TRY(lh_knn_run(A, &ko, &na));                                    /* pass 1 */
+  const lh_knn_result *src = na;
+  LH_TRY(rank_sums(B, &src, 1, &ko, &v[0], &v[1], &nb));              /* pass 2 */
+  src = nb;
+  LH_TRY(rank_sums(A, &src, 1, &ko, &v[2], &v[3], NULL));             /* pass 3 */
   MPI_Allreduce(MPI_IN_PLACE, v, 4, MPI_INT64_T, MPI_SUM, comm);
   out->pairs_a_to_b = v[1];
   out->pairs_b_to_a = v[3];
-  out->a_to_b = v[1] ? 2.0 * (double)v[0] / ((double)N * (double)v[1]) : NAN;
-  out->b_to_a = v[3] ? 2.0 * (double)v[2] / ((double)N * (double)v[3]) : NAN;
+  out->a_to_b = imbalance(N, v[0], v[1]);
+  out->b_to_a = imbalance(N, v[2], v[3]);
   out->floor = (double)(opts->k + 1) / (double)N;
 done:
   lh_knn_result_destroy(&na);

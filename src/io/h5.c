@@ -767,3 +767,140 @@ lh_status lh_h5_out_attr_string(lh_h5_out *o, const char *obj_path, const char *
   }
   return lh_agree(o->comm, local);
 }
+
+/* ---- listing a group ----------------------------------------------------------------------- */
+
+typedef struct name_list {
+  char **v;
+  int64_t n, cap;
+  hid_t group;
+  int failed;
+} name_list;
+
+static herr_t list_cb(hid_t g, const char *name, const H5L_info_t *li, void *data) {
+  name_list *nl = data;
+  H5O_info_t oi;
+  if (H5Oget_info_by_name2(g, name, &oi, H5O_INFO_BASIC, H5P_DEFAULT) < 0 ||
+      oi.type != H5O_TYPE_DATASET)
+    return 0;
+  if (nl->n == nl->cap) {
+    int64_t cap = nl->cap ? 2 * nl->cap : 16;
+    char **v = NULL;
+    if (lh_alloc((size_t)cap, sizeof *v, true, "dataset names", &v) != LH_OK) {
+      nl->failed = 1;
+      return -1;
+    }
+    if (nl->n) memcpy(v, nl->v, (size_t)nl->n * sizeof *v);
+    lh_free(nl->v);
+    nl->v = v;
+    nl->cap = cap;
+  }
+  char *copy = NULL;
+  if (lh_alloc(strlen(name) + 1, 1, false, "dataset name", &copy) != LH_OK) {
+    nl->failed = 1;
+    return -1;
+  }
+  memcpy(copy, name, strlen(name) + 1);
+  nl->v[nl->n++] = copy;
+  return 0;
+}
+
+/* Natural order: runs of digits compare by value, everything else bytewise. */
+static int natural_cmp(const void *pa, const void *pb) {
+  const char *a = *(char *const *)pa, *b = *(char *const *)pb;
+  while (*a && *b) {
+    if (*a >= '0' && *a <= '9' && *b >= '0' && *b <= '9') {
+      while (*a == '0') a++;
+      while (*b == '0') b++;
+      size_t la = 0, lb = 0;
+      while (a[la] >= '0' && a[la] <= '9') la++;
+      while (b[lb] >= '0' && b[lb] <= '9') lb++;
+      if (la != lb) return la < lb ? -1 : 1;
+      int c = strncmp(a, b, la);
+      if (c) return c;
+      a += la;
+      b += lb;
+    } else {
+      if (*a != *b) return (unsigned char)*a < (unsigned char)*b ? -1 : 1;
+      a++;
+      b++;
+    }
+  }
+  return *a ? 1 : (*b ? -1 : 0);
+}
+
+void lh_h5_list_free(char **names, int64_t count) {
+  for (int64_t i = 0; names && i < count; i++) lh_free(names[i]);
+  lh_free(names);
+}
+
+lh_status lh_h5_list(MPI_Comm comm, const char *spec, char ***names, int64_t *count) {
+  lh_status st = LH_OK, local = LH_OK;
+  lh_h5_addr a;
+  hid_t fapl = -1, file = -1, g = -1;
+  name_list nl = {0};
+  char det[256], **full = NULL;
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  silence_hdf5();
+  /* "FILE.h5:/" is the root group: lh_h5_addr_parse wants a path after the slash */
+  const char *colon = strrchr(spec, ':');
+  if (colon && strcmp(colon, ":/") == 0) {
+    size_t fl = (size_t)(colon - spec);
+    if (fl == 0 || fl >= sizeof a.file)
+      local = LH_ERROR(LH_ERR_USAGE, "'%s' is not a group address: expected FILE.h5:/group", spec);
+    else {
+      memcpy(a.file, spec, fl);
+      a.file[fl] = '\0';
+      snprintf(a.path, sizeof a.path, "/");
+    }
+  } else {
+    local = lh_h5_addr_parse(spec, &a);
+  }
+  if (local == LH_OK && rank == 0) local = check_input_file(a.file);
+  LH_TRY(lh_agree(comm, local));
+  fapl = H5Pcreate(H5P_FILE_ACCESS);
+  H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+  H5Pset_all_coll_metadata_ops(fapl, true);
+  file = H5Fopen(a.file, H5F_ACC_RDONLY, fapl);
+  if (file < 0) local = LH_ERROR(LH_ERR_IO, "cannot open '%s' with MPI-IO: %s", a.file, hdf5_detail(det));
+  LH_TRY(lh_agree(comm, local));
+  if (strcmp(a.path, "/") != 0) {
+    htri_t ex = H5Lexists(file, a.path, H5P_DEFAULT);
+    H5O_info_t oi;
+    H5Eclear2(H5E_DEFAULT);
+    if (ex <= 0)
+      local = LH_ERROR(LH_ERR_KEY, "no group '%s' in '%s'", a.path, a.file);
+    else if (H5Oget_info_by_name2(file, a.path, &oi, H5O_INFO_BASIC, H5P_DEFAULT) < 0 ||
+             oi.type != H5O_TYPE_GROUP)
+      local = LH_ERROR(LH_ERR_TYPE, "'%s' in '%s' is not a group: expected a group of datasets",
+                       a.path, a.file);
+  }
+  LH_TRY(lh_agree(comm, local));
+  g = H5Gopen2(file, a.path, H5P_DEFAULT);
+  hsize_t idx = 0;
+  if (g < 0 || H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, list_cb, &nl) < 0 || nl.failed)
+    local = nl.failed ? LH_ERROR(LH_ERR_NOMEM, "cannot list '%s'", a.path)
+                      : LH_ERROR(LH_ERR_IO, "cannot list '%s' in '%s': %s", a.path, a.file, hdf5_detail(det));
+  if (local == LH_OK && nl.n)
+    local = lh_alloc((size_t)nl.n, sizeof *full, true, "dataset addresses", &full);
+  for (int64_t i = 0; local == LH_OK && i < nl.n; i++) {
+    size_t len = strlen(a.file) + strlen(a.path) + strlen(nl.v[i]) + 4;
+    local = lh_alloc(len, 1, false, "dataset address", &full[i]);
+    if (local == LH_OK)
+      snprintf(full[i], len, "%s:%s%s%s", a.file, strcmp(a.path, "/") ? a.path : "", "/", nl.v[i]);
+  }
+  LH_TRY(lh_agree(comm, local));
+  qsort(full, (size_t)nl.n, sizeof *full, natural_cmp);
+  *names = full;
+  *count = nl.n;
+  full = NULL;
+done:
+  if (full) lh_h5_list_free(full, nl.n);
+  lh_h5_list_free(nl.v, nl.n);
+  if (g >= 0) H5Gclose(g);
+  if (file >= 0) H5Fclose(file);
+  if (fapl >= 0) H5Pclose(fapl);
+  H5Eclear2(H5E_DEFAULT);
+  return st;
+}
