@@ -1,6 +1,7 @@
 # Finds every dependency of LatentHook and exposes them as one interface target, lh::deps.
 # Debian 12 packages: libopenmpi-dev libhdf5-openmpi-dev libscalapack-openmpi-dev
-# libopenblas-dev liblapacke-dev libcyaml-dev libpcre2-dev libjansson-dev (+ libcriterion-dev
+# libopenblas-dev liblapacke-dev libcyaml-dev libpcre2-dev libjansson-dev libplplot-dev
+# plplot-driver-cairo (+ libcriterion-dev
 # for the tests).
 find_package(PkgConfig REQUIRED)
 
@@ -24,6 +25,9 @@ pkg_check_modules(LAPACKE REQUIRED IMPORTED_TARGET lapacke)
 pkg_check_modules(CYAML REQUIRED IMPORTED_TARGET libcyaml)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 pkg_check_modules(JANSSON REQUIRED IMPORTED_TARGET jansson)
+# Figures: PLplot's C library (libplplot-dev); PNG output needs its cairo driver at run time
+# (plplot-driver-cairo).
+pkg_check_modules(PLPLOT REQUIRED IMPORTED_TARGET plplot)
 
 add_library(lh_deps INTERFACE)
 add_library(lh::deps ALIAS lh_deps)
@@ -32,4 +36,4 @@ target_compile_definitions(lh_deps INTERFACE ${HDF5_C_DEFINITIONS} PCRE2_CODE_UN
 target_link_libraries(lh_deps INTERFACE
   PkgConfig::SCALAPACK ${HDF5_C_LIBRARIES} MPI::MPI_C
   PkgConfig::LAPACKE PkgConfig::OPENBLAS
-  PkgConfig::CYAML PkgConfig::PCRE2 PkgConfig::JANSSON m)
+  PkgConfig::CYAML PkgConfig::PCRE2 PkgConfig::JANSSON PkgConfig::PLPLOT m)
