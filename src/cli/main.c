@@ -30,6 +30,7 @@ static const command COMMANDS[] = {
     {"local-knn", cmd_localknn, "per-point local intrinsic dimension from k-NN distances"},
     {"cka", cmd_cka, "centred kernel alignment between two representations"},
     {"information-imbalance", cmd_infoimb, "information imbalance between two representations"},
+    {"similarity", cmd_similarity, "CKA or information-imbalance matrix over the layers of a group"},
     {"synth", cmd_synth, "write a synthetic point cloud of known intrinsic dimension"},
 };
 #define NCOMMANDS ((int)(sizeof COMMANDS / sizeof COMMANDS[0]))

@@ -201,6 +201,55 @@ static void stream_selection_stages(void) {
   lh_dmat_destroy(&Y);
 }
 
+/* The layer matrices equal the pairwise computations they replace. */
+static void matrices_match_pairs(void) {
+  enum { L = 4 };
+  int64_t N = 97, dims[L] = {5, 3, 8, 2};
+  lh_dmat *layers[L];
+  for (int a = 0; a < L; a++) {
+    MT_OK(lh_dmat_create(MPI_COMM_WORLD, a % 2 ? LH_F32 : LH_F64, N, dims[a], &layers[a]));
+    for (int64_t i = 0; i < lh_dmat_local_rows(layers[a]); i++)
+      for (int64_t j = 0; j < dims[a]; j++) {
+        int64_t g = lh_dmat_row_offset(layers[a]) + i;
+        double v = sin(0.3 * (double)(g * (a + 1)) + (double)j) + 0.1 * (double)((g * 7 + j) % 5);
+        if (a % 2)
+          ((float *)lh_dmat_local(layers[a]))[i * dims[a] + j] = (float)v;
+        else
+          ((double *)lh_dmat_local(layers[a]))[i * dims[a] + j] = v;
+      }
+  }
+  double M[L * L];
+  lh_cka_opts co = lh_cka_defaults();
+  for (int deb = 0; deb < 2; deb++) {
+    co.debiased = deb;
+    MT_OK(lh_cka_linear_matrix((const lh_dmat *const *)layers, L, &co, M));
+    for (int a = 0; a < L; a++)
+      for (int b = 0; b < L; b++) {
+        double c = 0;
+        MT_OK(lh_cka_linear(layers[a], layers[b], &co, &c));
+        MT_CHECK(close_rel(M[a * L + b], c, 1e-12), "CKA matrix [%d][%d] %.17g, pairwise %.17g", a, b,
+                 M[a * L + b], c);
+      }
+  }
+  lh_ii_opts io = lh_ii_defaults();
+  for (int k = 1; k <= 2; k++) {
+    io.k = k;
+    MT_OK(lh_ii_matrix((const lh_dmat *const *)layers, L, &io, M));
+    for (int a = 0; a < L; a++)
+      for (int b = 0; b < L; b++) {
+        if (a == b) {
+          MT_CHECK(M[a * L + b] == (double)(k + 1) / (double)N, "II diagonal");
+          continue;
+        }
+        lh_ii_result r;
+        MT_OK(lh_ii_run(layers[a], layers[b], &io, &r));
+        MT_CHECK(M[a * L + b] == r.a_to_b && M[b * L + a] == r.b_to_a,
+                 "II matrix [%d][%d] %.17g, pairwise %.17g (k=%d)", a, b, M[a * L + b], r.a_to_b, k);
+      }
+  }
+  for (int a = 0; a < L; a++) lh_dmat_destroy(&layers[a]);
+}
+
 static void expect_err(lh_status st, lh_status want, const char *needle) {
   MT_CHECK(st == want, "got %s, expected %s (%s)", lh_status_name(st), lh_status_name(want), lh_error_message());
   int pend = lh_error_pending();
@@ -247,6 +296,7 @@ int main(int argc, char **argv) {
     json_decref(doc);
   }
   stream_selection_stages();
+  matrices_match_pairs();
   errors();
   return mt_finish("mpi_sim");
 }
