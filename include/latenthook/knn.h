@@ -91,6 +91,14 @@ typedef struct lh_knn_ranks {
 LH_NODISCARD lh_status lh_knn_search(const lh_dmat *X, const lh_knn_opts *opts,
                                      lh_knn_ranks *ranks, lh_knn_result **out);
 
+/* The same for the rows of Q (queries: rows of X, e.g. a random subset, with global indices
+ * qid[] among X's rows, distributed like any matrix on X's communicator) against all rows of
+ * X: each query's neighbours in X exclude the query's own row. The result's row0 is -1 (rows
+ * follow Q). No segments. Collective. */
+LH_NODISCARD lh_status lh_knn_search_queries(const lh_dmat *Q, const int64_t *qid,
+                                             const lh_dmat *X, const lh_knn_opts *opts,
+                                             lh_knn_ranks *ranks, lh_knn_result **out);
+
 /* First global row of segment j of S over N rows (see lh_knn_opts). Pure. */
 static inline int64_t lh_knn_segment_start(int64_t N, int64_t S, int64_t j) {
   return j * (N / S) + (j * (N % S)) / S; /* = floor(j N / S) without overflowing j N */

@@ -161,7 +161,7 @@ static void kcka_tile(ring_ctx *rc, void *user, const ring_block *q, int64_t i0,
   const int64_t Dz = rc->D, dx = u->dx, dy = u->dy;
   double *crs = tri ? u->own_rs : (both ? u->vis_rs : NULL);
   for (int64_t ii = 0; ii < tq; ii++) {
-    int64_t qi = i0 + ii, gi = q->row0 + qi, jlo, jhi;
+    int64_t qi = i0 + ii, gi = ring_gid(q, qi), jlo, jhi;
     ring_row_range(rc, q, qi, c, j0, tc, tri, &jlo, &jhi);
     const double *zi = (const double *)q->raw + qi * Dz;
     for (int64_t jj = jlo; jj < jhi; jj++) {

@@ -208,7 +208,7 @@ static void knn_tile(ring_ctx *rc, void *user, const ring_block *q, int64_t i0, 
   const int64_t D = rc->D;
   const size_t isz = lh_dtype_size(rc->in);
   for (int64_t ii = 0; ii < tq; ii++) {
-    int64_t qi = i0 + ii, gi = q->row0 + qi, jlo, jhi;
+    int64_t qi = i0 + ii, gi = ring_gid(q, qi), jlo, jhi;
     if (!q->ok[qi]) continue;
     ring_row_range(rc, q, qi, c, j0, tc, tri, &jlo, &jhi);
     int32_t np = 0, *pass = u->pass;
@@ -304,9 +304,9 @@ static void rank_tile(ring_ctx *rc, void *user, const ring_block *q, int64_t i0,
   if (tri) cs = rs;
   const int64_t D = rc->D;
   const size_t isz = lh_dtype_size(rc->in);
-  const bool same = c->row0 == q->row0 && c->m == q->m; /* own block without symmetry */
+
   for (int64_t ii = 0; ii < tq; ii++) {
-    int64_t qi = i0 + ii, gi = q->row0 + qi, jlo, jhi;
+    int64_t qi = i0 + ii, gi = ring_gid(q, qi), jlo, jhi;
     if (!q->ok[qi]) continue;
     ring_row_range(rc, q, qi, c, j0, tc, tri, &jlo, &jhi);
     int32_t np = 0;
@@ -356,10 +356,12 @@ static void rank_tile(ring_ctx *rc, void *user, const ring_block *q, int64_t i0,
           any |= fl;
         }
       }
-      if (same && qi >= b0 && qi < b1) { /* never pair a row with itself */
-        unsigned char fs = f[qi - b0];
+      int64_t self = gi - c->row0; /* never pair a row with itself */
+      if (self >= b0 && self < b1) {
+        unsigned char fs = f[self - b0];
         certain -= (fs >> 1) & 1;
-        f[qi - b0] = 0;
+        if (cs) cs->call[self] -= (fs >> 2) & 1;
+        f[self - b0] = 0;
       }
       if (!any) continue;
       for (int64_t jj = b0; jj < b1; jj++) {
@@ -389,7 +391,7 @@ static void direct_tile(ring_ctx *rc, void *user, const ring_block *q, int64_t i
   const int64_t D = rc->D;
   const size_t isz = lh_dtype_size(rc->in);
   for (int64_t ii = 0; ii < tq; ii++) {
-    int64_t qi = i0 + ii, gi = q->row0 + qi, jlo, jhi;
+    int64_t qi = i0 + ii, gi = ring_gid(q, qi), jlo, jhi;
     if (!q->ok[qi]) continue;
     ring_row_range(rc, q, qi, c, j0, tc, tri, &jlo, &jhi);
     const void *xr = (const char *)q->raw + (size_t)(qi * D) * isz;
@@ -529,13 +531,14 @@ static void own_merge(void *user, int64_t n, const void *buf) {
  * travel back to their owner, which costs memory and traffic proportional to k. */
 #define SYMMETRIC_MAX_K 64
 
-lh_status lh_knn_search(const lh_dmat *X, const lh_knn_opts *opts, lh_knn_ranks *ranks,
-                        lh_knn_result **out) {
+/* The search for X's own rows (Q == NULL) or for query rows Q with global indices qid. */
+static lh_status search(const lh_dmat *Q, const int64_t *qid, const lh_dmat *X,
+                        const lh_knn_opts *opts, lh_knn_ranks *ranks, lh_knn_result **out) {
   lh_status st = LH_OK, local = LH_OK;
   MPI_Comm comm = lh_dmat_comm(X);
   int P;
   MPI_Comm_size(comm, &P);
-  const int64_t N = lh_dmat_rows(X), n = lh_dmat_local_rows(X);
+  const int64_t N = lh_dmat_rows(X), n = lh_dmat_local_rows(Q ? Q : X);
   lh_knn_result *res = NULL;
   knn_run u = {0};
   cand *scratch = NULL;
@@ -561,7 +564,7 @@ lh_status lh_knn_search(const lh_dmat *X, const lh_knn_opts *opts, lh_knn_ranks 
   /* eps < 0 keeps every neighbour, duplicates included (information imbalance's ranks) */
   u.eps2_sure = opts->eps > 0 ? opts->eps * opts->eps * (1.0 - 1e-9) : -1.0;
   const bool gemm = u.p == 2.0;
-  const bool sym = u.k <= SYMMETRIC_MAX_K;
+  const bool sym = !Q && u.k <= SYMMETRIC_MAX_K;
   const int64_t maxm = N / P + (N % P ? 1 : 0);
 
   if (u.want) {
@@ -594,7 +597,10 @@ lh_status lh_knn_search(const lh_dmat *X, const lh_knn_opts *opts, lh_knn_ranks 
                   .vis_reset = vis_reset,
                   .vis_pack = vis_pack,
                   .own_merge = own_merge};
-  LH_TRY(ring_run(X, &ops, &u, gemm, opts->segments, u.want ? "knn" : "ranks"));
+  if (Q)
+    LH_TRY(ring_run_queries(Q, qid, X, &ops, &u, gemm, u.want ? "knn" : "ranks"));
+  else
+    LH_TRY(ring_run(X, &ops, &u, gemm, opts->segments, u.want ? "knn" : "ranks"));
   lh_log_debug("knn: %lld exact distance evaluations for %lld rows (k = %lld, %lld thresholds)",
                (long long)u.exact_calls, (long long)n, (long long)u.k, (long long)u.nt);
 
@@ -617,7 +623,7 @@ lh_status lh_knn_search(const lh_dmat *X, const lh_knn_opts *opts, lh_knn_ranks 
     }
     res->n = n;
     res->k = u.k;
-    res->row0 = lh_dmat_row_offset(X);
+    res->row0 = Q ? -1 : lh_dmat_row_offset(X);
     *out = res;
     res = NULL;
   }
@@ -631,6 +637,19 @@ done:
   lh_free(own_thr);
   lh_event_end(ev_all);
   return st;
+}
+
+lh_status lh_knn_search(const lh_dmat *X, const lh_knn_opts *opts, lh_knn_ranks *ranks,
+                        lh_knn_result **out) {
+  return search(NULL, NULL, X, opts, ranks, out);
+}
+
+lh_status lh_knn_search_queries(const lh_dmat *Q, const int64_t *qid, const lh_dmat *X,
+                                const lh_knn_opts *opts, lh_knn_ranks *ranks,
+                                lh_knn_result **out) {
+  if (opts->segments > 1)
+    return lh_agree(lh_dmat_comm(X), LH_ERROR(LH_ERR_INTERNAL, "query searches take no segments"));
+  return search(Q, qid, X, opts, ranks, out);
 }
 
 lh_status lh_knn_run(const lh_dmat *X, const lh_knn_opts *opts, lh_knn_result **out) {

@@ -341,3 +341,86 @@ done:
   block_free(&vis);
   return st;
 }
+
+lh_status ring_run_queries(const lh_dmat *Q, const int64_t *qid, const lh_dmat *X,
+                           const ring_ops *ops, void *user, bool gemm, const char *label) {
+  lh_status st = LH_OK, local = LH_OK;
+  MPI_Comm comm = lh_dmat_comm(X);
+  int P, r;
+  MPI_Comm_size(comm, &P);
+  MPI_Comm_rank(comm, &r);
+  const int64_t N = lh_dmat_rows(X), D = lh_dmat_cols(X), n = lh_dmat_local_rows(X);
+  const size_t isz = lh_dtype_size(lh_dmat_dtype(X));
+  ring_ctx rc = {0};
+  ring_block qb = {0}, vis = {0};
+  double *mean = NULL;
+  void *raw[2] = {NULL, NULL};
+  MPI_Datatype rowt = MPI_DATATYPE_NULL;
+  MPI_Request req[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+  if (lh_dmat_cols(Q) != D || lh_dmat_dtype(Q) != lh_dmat_dtype(X))
+    local = LH_ERROR(LH_ERR_INTERNAL, "queries and points differ in columns or dtype");
+  LH_TRY(lh_agree(comm, local));
+  rc.in = lh_dmat_dtype(X);
+  rc.wt = rc.in;
+  rc.N = N;
+  rc.D = D;
+  rc.nseg = 1;
+  rc.gemm = gemm;
+  rc.cu = (3.0 * (double)D + 32.0) * (rc.wt == LH_F64 ? 0x1p-53 : 0x1p-24);
+  rc.ev_gemm = lh_event_get("ring.gemm");
+  rc.ev_visit = lh_event_get("ring.screen");
+  const int64_t maxm = N / P + (N % P ? 1 : 0), nq = lh_dmat_local_rows(Q);
+  const size_t wsz = lh_dtype_size(rc.wt);
+  if (gemm) local = lh_alloc((size_t)D, sizeof(double), false, "column means", &mean);
+  if (local == LH_OK && gemm)
+    local = lh_alloc((size_t)RING_TILE_Q * RING_TILE_C, wsz, false, "distance tile", &rc.G);
+  for (int b = 0; b < 2 && local == LH_OK; b++)
+    local = lh_alloc((size_t)(maxm * D), isz, false, "ring buffer", &raw[b]);
+  if (local == LH_OK) local = block_alloc(&qb, nq, D, wsz, gemm);
+  if (local == LH_OK) local = block_alloc(&vis, maxm, D, wsz, gemm);
+  LH_TRY(lh_agree(comm, local));
+  if (gemm) LH_TRY(centre(X, mean));
+  qb.m = nq;
+  qb.row0 = -1;
+  qb.gid = qid;
+  qb.raw = lh_dmat_local_const(Q);
+  prepare(&rc, &qb, mean);
+
+  int dcount;
+  LH_TRY(lh_int_cast(LH_MAX(D, 1), "number of columns", &dcount));
+  MPI_Type_contiguous(dcount, rc.in == LH_F64 ? MPI_DOUBLE : MPI_FLOAT, &rowt);
+  MPI_Type_commit(&rowt);
+  lh_progress bar;
+  lh_progress_start(&bar, r, label, "blocks", P);
+  const int next = (r + 1) % P, prev = (r + P - 1) % P;
+  memcpy(raw[0], lh_dmat_local_const(X), (size_t)(n * D) * isz);
+  int cur = 0;
+  for (int s = 0; s < P; s++) { /* step s: X's block of rank r + s */
+    int owner = (r + s) % P;
+    if (s + 1 < P) {
+      int mc, sc;
+      LH_TRY(lh_int_cast(lh_part_count(N, P, (r + s + 1) % P), "rows per rank", &mc));
+      LH_TRY(lh_int_cast(lh_part_count(N, P, owner), "rows per rank", &sc));
+      MPI_Irecv(raw[1 - cur], D > 0 ? mc : 0, rowt, next, 21, comm, &req[0]);
+      MPI_Isend(raw[cur], D > 0 ? sc : 0, rowt, prev, 21, comm, &req[1]);
+    }
+    vis.m = lh_part_count(N, P, owner);
+    vis.row0 = lh_part_offset(N, P, owner);
+    vis.raw = raw[cur];
+    prepare(&rc, &vis, mean);
+    run_tiles(&rc, ops, user, &qb, 0, nq, &vis, 0, vis.m, false, false);
+    MPI_Waitall(2, req, MPI_STATUSES_IGNORE);
+    cur = 1 - cur;
+    lh_progress_update(&bar, s + 1);
+  }
+  lh_progress_finish(&bar);
+done:
+  if (rowt != MPI_DATATYPE_NULL) MPI_Type_free(&rowt);
+  lh_free(mean);
+  lh_free(rc.G);
+  lh_free(raw[0]);
+  lh_free(raw[1]);
+  block_free(&qb);
+  block_free(&vis);
+  return st;
+}

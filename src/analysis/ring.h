@@ -31,6 +31,7 @@
 /* One block of rows as a visitor sees it. */
 typedef struct ring_block {
   int64_t m, row0;
+  const int64_t *gid;  /* global indices of query rows (ring_run_queries), else NULL: row0 + i */
   const void *raw;     /* m x D, input dtype */
   const void *extra;   /* m x extra_bytes: the travelling payload, or NULL */
   void *w;             /* m x D, working dtype, centred; rows of invalid points are zero */
@@ -75,6 +76,18 @@ typedef struct ring_ops {
  * precision (float32 for float32 input). `label` names the progress bar. Collective. */
 LH_NODISCARD lh_status ring_run(const lh_dmat *X, const ring_ops *ops, void *user, bool gemm,
                                 int64_t nseg, const char *label);
+
+/* Query rows Q (with their global indices `qid` among X's rows, e.g. a random subset of X)
+ * against every row of X: each rank takes its query rows against every block of X (no
+ * symmetry; segments not supported). Collective over X's communicator, which Q shares. */
+LH_NODISCARD lh_status ring_run_queries(const lh_dmat *Q, const int64_t *qid, const lh_dmat *X,
+                                        const ring_ops *ops, void *user, bool gemm,
+                                        const char *label);
+
+/* Global index of row i of a block. Pure. */
+static inline int64_t ring_gid(const ring_block *b, int64_t i) {
+  return b->gid ? b->gid[i] : b->row0 + i;
+}
 
 /* The columns [*jlo, *jhi) of tile c[j0, j0 + tc) that row qi of q may pair with (segments,
  * triangle). Pure. */
