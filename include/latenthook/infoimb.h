@@ -28,14 +28,20 @@ extern "C" {
 typedef struct lh_ii_opts {
   double p;  /* Minkowski exponent >= 1 or INFINITY (default 2) */
   int64_t k; /* neighbours averaged over (default 1 = tdhook) */
+  /* > 0: only this many query points, the ones with the smallest keys rng(seed, index) (the
+   * same for any rank count), ranked against all N points: the estimate is the mean of the
+   * queries' values, with its standard error. 0 (default): every point. */
+  int64_t subsample;
+  uint64_t seed;
 } lh_ii_opts;
 
-/* p = 2, k = 1. Pure. */
+/* p = 2, k = 1, no subsampling. Pure. */
 lh_ii_opts lh_ii_defaults(void);
 
 typedef struct lh_ii_result {
   double a_to_b, b_to_a; /* NaN when no query qualifies */
   double floor;          /* (k + 1) / N: the value of identical neighbourhoods */
+  double se_a_to_b, se_b_to_a; /* standard errors with subsampling, else NaN */
   int64_t pairs_a_to_b, pairs_b_to_a; /* (query, neighbour) pairs averaged over */
 } lh_ii_result;
 

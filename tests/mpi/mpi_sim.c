@@ -137,6 +137,21 @@ static void golden(json_t *doc) {
     check_cka(name, A, B, json_object_get(c, "cka"));
     check_kernel_cka(name, A, B, json_object_get(c, "cka"));
     check_ii(name, A, B, json_object_get(json_object_get(c, "II"), "ii"));
+    json_t *sub = json_object_get(json_object_get(c, "II"), "sub");
+    if (sub) { /* query subsampling: mean and standard error over the chosen queries */
+      lh_ii_opts o = lh_ii_defaults();
+      o.subsample = json_integer_value(json_object_get(sub, "M"));
+      o.seed = (uint64_t)json_integer_value(json_object_get(sub, "seed"));
+      lh_ii_result r;
+      MT_OK(lh_ii_run(A, B, &o, &r));
+      json_t *ab = json_object_get(sub, "a_to_b"), *ba = json_object_get(sub, "b_to_a");
+      MT_CHECK(close_rel(r.a_to_b, hexd(json_object_get(ab, "mean")), 1e-12) &&
+                   close_rel(r.se_a_to_b, hexd(json_object_get(ab, "se")), 1e-10) &&
+                   close_rel(r.b_to_a, hexd(json_object_get(ba, "mean")), 1e-12) &&
+                   close_rel(r.se_b_to_a, hexd(json_object_get(ba, "se")), 1e-10),
+               "%s: subsampled II %.17g +- %.3g / %.17g +- %.3g", name, r.a_to_b, r.se_a_to_b,
+               r.b_to_a, r.se_b_to_a);
+    }
     if (strcmp(name, "identical") == 0) {
       lh_ii_result r;
       lh_ii_opts o = lh_ii_defaults();
