@@ -35,6 +35,9 @@ LH_NODISCARD lh_status lh_blacs_create(MPI_Comm comm, int nprow, int npcol, lh_b
 /* Releases the grid; accepts NULL. Collective. */
 void lh_blacs_destroy(lh_blacs **g);
 
+/* The communicator of the grid. Local. */
+MPI_Comm lh_blacs_comm(const lh_blacs *g);
+
 /* Grid shape and this rank's coordinates. Local. */
 void lh_blacs_info(const lh_blacs *g, int *nprow, int *npcol, int *myrow, int *mycol);
 

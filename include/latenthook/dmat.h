@@ -81,6 +81,10 @@ LH_NODISCARD lh_status lh_dmat_copy(const lh_dmat *src, lh_dmat *dst);
 LH_NODISCARD lh_status lh_dmat_scatter_rows(const lh_dmat *src, const int64_t *pos,
                                             lh_dmat *dst);
 
+/* A float64 copy of m with the exact column means subtracted (xsum.h; NaN columns stay NaN).
+ * Collective. */
+LH_NODISCARD lh_status lh_dmat_centred(const lh_dmat *m, lh_dmat **out);
+
 /* Copies the global rows rows[0..count) of m (any rows, held by any rank) into out
  * (count x D, m's dtype) on the calling rank; a negative index gives a row of NaN. Each rank
  * asks for its own list. Collective: two Alltoallv (indices there, rows back). Indices >= N

@@ -26,27 +26,6 @@ lh_cka_opts lh_cka_defaults(void) {
   return o;
 }
 
-/* Column-centred float64 copy of a matrix (the column means exact, xsum.h). */
-static lh_status centred(const lh_dmat *X, lh_dmat **out) {
-  lh_status st = LH_OK;
-  const int64_t n = lh_dmat_local_rows(X), D = lh_dmat_cols(X);
-  double *mean = NULL;
-  lh_dmat *C = NULL;
-  LH_TRY(lh_agree(lh_dmat_comm(X), lh_alloc((size_t)D, sizeof *mean, false, "column means", &mean)));
-  LH_TRY(lh_dmat_col_reduce(X, LH_COL_MEAN, mean));
-  LH_TRY(lh_dmat_create(lh_dmat_comm(X), LH_F64, lh_dmat_rows(X), D, &C));
-  LH_TRY(lh_dmat_copy(X, C));
-  double *c = lh_dmat_local(C);
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t j = 0; j < D; j++) c[i * D + j] -= mean[j];
-  *out = C;
-  C = NULL;
-done:
-  lh_free(mean);
-  lh_dmat_destroy(&C);
-  return st;
-}
-
 /* Sum of squares of a Dx x Dy matrix; for a symmetric one held in its upper triangle
  * (column-major), diagonal once and off-diagonal twice. */
 static double frob2(const double *g, int64_t rows, int64_t cols, bool upper_sym) {
@@ -202,7 +181,7 @@ lh_status lh_cka_linear_matrix(const lh_dmat *const *layers, int64_t L, const lh
   /* once per layer: centring, ||X~^T X~||^2, and the row norms of the debiased form */
   double nn = (double)N;
   for (int64_t a = 0; a < L; a++) {
-    LH_TRY(centred(layers[a], &C[a]));
+    LH_TRY(lh_dmat_centred(layers[a], &C[a]));
     LH_TRY(frob(C[a], C[a], true, opts, &self[a]));
     row_norms(C[a], r + a * n);
     double v[2] = {0, 0}; /* sum r_i, sum r_i^2 */

@@ -27,6 +27,7 @@
 #include "latenthook/cka.h"
 #include "latenthook/comm.h"
 #include "latenthook/dsort.h"
+#include "latenthook/kmat.h"
 #include "latenthook/log.h"
 #include "latenthook/mem.h"
 #include "latenthook/rng.h"
@@ -370,103 +371,27 @@ done:
 
 /* ---- held mode --------------------------------------------------------------------------- */
 
-/* Fills the block-cyclic N x N matrices Sx, Sy (local blocks) with squared distances, or the
- * linear kernels, from the rows of Z each rank's blocks need. */
-static lh_status held_fill(const lh_dmat *Z, int64_t dx, int64_t dy, lh_kernel_kind kind,
-                           lh_bcmat *Kx, lh_bcmat *Ky) {
+static lh_status held_cka(const lh_dmat *X, const lh_dmat *Y, const lh_kcka_opts *o, double *cka,
+                          double *mx, double *my) {
   lh_status st = LH_OK;
-  const int64_t Dz = dx + dy;
-  const int lr = lh_bcmat_local_rows(Kx), lc = lh_bcmat_local_cols(Kx);
-  const int lld = lh_bcmat_desc(Kx)[LH_DESC_LLD];
-  int64_t *ri = NULL, *cj = NULL;
-  double *rows = NULL, *cols = NULL;
-  lh_status local = lh_alloc((size_t)lr, sizeof *ri, false, "kernel rows", &ri);
-  if (local == LH_OK) local = lh_alloc((size_t)lc, sizeof *cj, false, "kernel cols", &cj);
-  if (local == LH_OK) local = lh_alloc((size_t)lr * (size_t)Dz, sizeof *rows, false, "kernel rows", &rows);
-  if (local == LH_OK) local = lh_alloc((size_t)lc * (size_t)Dz, sizeof *cols, false, "kernel cols", &cols);
-  LH_TRY(lh_agree(lh_dmat_comm(Z), local));
-  for (int li = 0; li < lr; li++) {
-    int64_t gj;
-    lh_bcmat_global_index(Kx, li, 0, &ri[li], &gj);
-  }
-  for (int lj = 0; lj < lc; lj++) {
-    int64_t gi;
-    lh_bcmat_global_index(Kx, 0, lj, &gi, &cj[lj]);
-  }
-  LH_TRY(lh_dmat_fetch_rows(Z, lr, ri, rows));
-  LH_TRY(lh_dmat_fetch_rows(Z, lc, cj, cols));
-  double *kx = lh_bcmat_local(Kx), *ky = lh_bcmat_local(Ky);
-  for (int lj = 0; lj < lc; lj++)
-    for (int li = 0; li < lr; li++) {
-      const double *a = rows + (size_t)li * Dz, *b = cols + (size_t)lj * Dz;
-      double vx, vy;
-      if (kind == LH_KERNEL_RBF) {
-        vx = ring_exact_d2(a, b, dx, LH_F64);
-        vy = ring_exact_d2(a + dx, b + dx, dy, LH_F64);
-      } else {
-        vx = vy = 0;
-        for (int64_t j = 0; j < dx; j++) vx += a[j] * b[j];
-        for (int64_t j = 0; j < dy; j++) vy += a[dx + j] * b[dx + j];
-      }
-      kx[li + (size_t)lj * lld] = vx;
-      ky[li + (size_t)lj * lld] = vy;
-    }
-done:
-  lh_free(ri);
-  lh_free(cj);
-  lh_free(rows);
-  lh_free(cols);
-  return st;
-}
-
-static lh_status held_cka(const lh_dmat *Z, int64_t dx, int64_t dy, const lh_kcka_opts *o,
-                          double *cka, double *mx, double *my) {
-  lh_status st = LH_OK;
-  MPI_Comm comm = lh_dmat_comm(Z);
-  const int64_t N = lh_dmat_rows(Z);
+  MPI_Comm comm = lh_dmat_comm(X);
+  const int64_t N = lh_dmat_rows(X);
   lh_blacs *g = NULL;
-  lh_bcmat *Kx = NULL, *Ky = NULL;
+  lh_kmat *KX = NULL, *KY = NULL;
   double *rs = NULL;
   LH_TRY(lh_blacs_create(comm, 0, 0, &g));
-  LH_TRY(lh_bcmat_create(g, N, N, 64, 64, &Kx));
-  LH_TRY(lh_bcmat_create(g, N, N, 64, 64, &Ky));
-  LH_TRY(held_fill(Z, dx, dy, o->kernel, Kx, Ky));
+  LH_TRY(lh_kmat_create(X, o->kernel, o->threshold, g, &KX));
+  LH_TRY(lh_kmat_create(Y, o->kernel, o->threshold, g, &KY));
+  *mx = lh_kmat_median(KX);
+  *my = lh_kmat_median(KY);
+  if (o->kernel == LH_KERNEL_RBF && (!(*mx > 0) || !(*my > 0))) { /* undefined bandwidth */
+    *cka = NAN;
+    goto done;
+  }
+  lh_bcmat *Kx = lh_kmat_bcmat(KX), *Ky = lh_kmat_bcmat(KY);
   const int lr = lh_bcmat_local_rows(Kx), lc = lh_bcmat_local_cols(Kx);
   const int lld = lh_bcmat_desc(Kx)[LH_DESC_LLD];
-  double *kx = lh_bcmat_local(Kx), *ky = lh_bcmat_local(Ky);
-  *mx = *my = NAN;
-  if (o->kernel == LH_KERNEL_RBF) {
-    /* the median of all N^2 entries, by distributed selection over the held blocks */
-    int64_t cnt = (int64_t)lr * lc, n2 = N * N;
-    double *vals = NULL;
-    LH_TRY(lh_agree(comm, lh_alloc((size_t)cnt, sizeof *vals, false, "median values", &vals)));
-    double med[2];
-    for (int t = 0; t < 2; t++) {
-      const double *k = t ? ky : kx;
-      for (int lj = 0; lj < lc; lj++)
-        for (int li = 0; li < lr; li++) vals[li + (int64_t)lj * lr] = k[li + (size_t)lj * lld];
-      double a, b;
-      st = lh_dsort_select(comm, cnt, vals, (n2 - 1) / 2, &a);
-      if (st == LH_OK) st = lh_dsort_select(comm, cnt, vals, n2 / 2, &b);
-      if (st != LH_OK) break;
-      med[t] = 0.5 * (a + b);
-    }
-    lh_free(vals);
-    LH_TRY(st);
-    *mx = med[0];
-    *my = med[1];
-    if (!(*mx > 0) || !(*my > 0)) {
-      *cka = NAN;
-      goto done;
-    }
-    double gx = 1.0 / (2.0 * o->threshold * o->threshold * *mx);
-    double gy = 1.0 / (2.0 * o->threshold * o->threshold * *my);
-    for (int lj = 0; lj < lc; lj++)
-      for (int li = 0; li < lr; li++) {
-        kx[li + (size_t)lj * lld] = exp(-kx[li + (size_t)lj * lld] * gx);
-        ky[li + (size_t)lj * lld] = exp(-ky[li + (size_t)lj * lld] * gy);
-      }
-  }
+  const double *kx = lh_bcmat_local(Kx), *ky = lh_bcmat_local(Ky);
   /* pair sums from the local blocks; off-diagonal row sums and diagonals as N-vectors */
   double s[NSTAT] = {0};
   int n32;
@@ -495,8 +420,8 @@ static lh_status held_cka(const lh_dmat *Z, int64_t dx, int64_t dy, const lh_kck
   *cka = alignment(s, N, o->debiased, o->eps);
 done:
   lh_free(rs);
-  lh_bcmat_destroy(&Kx);
-  lh_bcmat_destroy(&Ky);
+  lh_kmat_destroy(&KX);
+  lh_kmat_destroy(&KY);
   lh_blacs_destroy(&g);
   return st;
 }
@@ -547,7 +472,7 @@ lh_status lh_cka_kernel(const lh_dmat *X, const lh_dmat *Y, const lh_kcka_opts *
                 (opts->mode == LH_KMAT_AUTO &&
                  2.0 * (double)N * (double)N * 8.0 / P <= (double)opts->held_limit_bytes);
     if (held)
-      LH_TRY(held_cka(Z, dx, dy, opts, cka, &mx, &my));
+      LH_TRY(held_cka(X, Y, opts, cka, &mx, &my));
     else
       LH_TRY(stream_cka(Z, dx, dy, opts, cka, &mx, &my));
   }

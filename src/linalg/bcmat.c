@@ -68,6 +68,8 @@ void lh_blacs_destroy(lh_blacs **g) {
   *g = NULL;
 }
 
+MPI_Comm lh_blacs_comm(const lh_blacs *g) { return g->comm; }
+
 void lh_blacs_info(const lh_blacs *g, int *nprow, int *npcol, int *myrow, int *mycol) {
   if (nprow) *nprow = g->nprow;
   if (npcol) *npcol = g->npcol;

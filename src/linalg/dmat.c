@@ -392,3 +392,22 @@ done:
   lh_free(got);
   return st;
 }
+
+lh_status lh_dmat_centred(const lh_dmat *m, lh_dmat **out) {
+  lh_status st = LH_OK;
+  double *mean = NULL;
+  lh_dmat *C = NULL;
+  LH_TRY(lh_agree(m->comm, lh_alloc((size_t)m->D, sizeof *mean, false, "column means", &mean)));
+  LH_TRY(lh_dmat_col_reduce(m, LH_COL_MEAN, mean));
+  LH_TRY(lh_dmat_create(m->comm, LH_F64, m->N, m->D, &C));
+  LH_TRY(lh_dmat_copy(m, C));
+  double *c = C->data;
+  for (int64_t i = 0; i < C->n; i++)
+    for (int64_t j = 0; j < C->D; j++) c[i * C->D + j] -= mean[j];
+  *out = C;
+  C = NULL;
+done:
+  lh_free(mean);
+  lh_dmat_destroy(&C);
+  return st;
+}

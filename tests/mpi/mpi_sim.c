@@ -11,6 +11,8 @@
 #include "latenthook/comm.h"
 #include "latenthook/dmat.h"
 #include "latenthook/infoimb.h"
+#include "latenthook/kmat.h"
+#include "latenthook/h5.h"
 #include "latenthook/log.h"
 #include "mpi/mpitest.h"
 
@@ -265,6 +267,55 @@ static void matrices_match_pairs(void) {
   for (int a = 0; a < L; a++) lh_dmat_destroy(&layers[a]);
 }
 
+/* A kernel matrix written to HDF5 holds the centred Gram matrix X~ X~^T. */
+static void kmat_round_trip(void) {
+  int P;
+  MPI_Comm_size(MPI_COMM_WORLD, &P);
+  int64_t N = 7, D = 3;
+  lh_dmat *X = NULL;
+  MT_OK(lh_dmat_create(MPI_COMM_WORLD, LH_F64, N, D, &X));
+  double x[7][3], mean[3] = {0, 0, 0};
+  for (int i = 0; i < N; i++)
+    for (int j = 0; j < D; j++) {
+      x[i][j] = (double)((i * 5 + j * 3) % 7) - 0.5 * j;
+      mean[j] += x[i][j] / (double)N;
+    }
+  for (int64_t i = 0; i < lh_dmat_local_rows(X); i++)
+    for (int j = 0; j < D; j++) ((double *)lh_dmat_local(X))[i * D + j] = x[lh_dmat_row_offset(X) + i][j];
+  lh_blacs *g = NULL;
+  lh_kmat *K = NULL;
+  lh_h5_out *o = NULL;
+  char path[64];
+  snprintf(path, sizeof path, "kmat_np%d.h5", P);
+  MT_OK(lh_blacs_create(MPI_COMM_WORLD, 0, 0, &g));
+  MT_OK(lh_kmat_create(X, LH_KERNEL_LINEAR, 1.0, g, &K));
+  MT_OK(lh_h5_out_create(MPI_COMM_WORLD, path, &o));
+  MT_OK(lh_kmat_write(K, o, "/kernel"));
+  MT_OK(lh_h5_out_commit(&o));
+  char spec[96];
+  snprintf(spec, sizeof spec, "%s:/kernel", path);
+  lh_h5_dset *d = NULL;
+  lh_dmat *R = NULL;
+  MT_OK(lh_h5_open(MPI_COMM_WORLD, spec, LH_ROWS_SECOND_LAST, &d));
+  MT_OK(lh_dmat_create(MPI_COMM_WORLD, LH_F64, N, N, &R));
+  MT_OK(lh_h5_read_dmat(d, 0, R));
+  int bad = 0;
+  for (int64_t i = 0; i < lh_dmat_local_rows(R); i++)
+    for (int64_t j = 0; j < N; j++) {
+      int64_t gi = lh_dmat_row_offset(R) + i;
+      double want = 0;
+      for (int c = 0; c < D; c++) want += (x[gi][c] - mean[c]) * (x[j][c] - mean[c]);
+      if (fabs(((double *)lh_dmat_local(R))[i * N + j] - want) > 1e-12) bad++;
+    }
+  MT_CHECK(bad == 0, "written kernel: %d wrong entries", bad);
+  lh_h5_close(&d);
+  lh_dmat_destroy(&R);
+  lh_kmat_destroy(&K);
+  lh_blacs_destroy(&g);
+  lh_dmat_destroy(&X);
+  if (mt_rank() == 0) remove(path);
+}
+
 static void expect_err(lh_status st, lh_status want, const char *needle) {
   MT_CHECK(st == want, "got %s, expected %s (%s)", lh_status_name(st), lh_status_name(want), lh_error_message());
   int pend = lh_error_pending();
@@ -312,6 +363,7 @@ int main(int argc, char **argv) {
   }
   stream_selection_stages();
   matrices_match_pairs();
+  kmat_round_trip();
   errors();
   return mt_finish("mpi_sim");
 }
