@@ -125,9 +125,10 @@ lh_status cmd_similarity(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
       continue;
     }
     if (N >= 0 && in->N != N) {
+      int64_t n_here = in->N; /* read before the handle (which owns `in`) is closed */
       lh_h5_close(&d);
       LH_FAIL(LH_ERR_VALUE, "Expected matching sample counts, got %lld ('%s') and %lld ('%s')",
-              (long long)N, labels[0], (long long)in->N, leaf(names[t]));
+              (long long)N, labels[0], (long long)n_here, leaf(names[t]));
     }
     N = in->N;
     lh_status rs = lh_dmat_create(comm, in->natural, in->N, in->E, &layers[L]);
@@ -162,7 +163,6 @@ lh_status cmd_similarity(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
     free(txt);
     LH_TRY(local);
     LH_TRY(lh_h5_out_attr_string(o, "/matrix", "metric", a.metric));
-    LH_TRY(lh_h5_out_commit(&o));
   }
   if (png[0]) { /* rank 0 draws; the others learn whether it worked */
     double vmax = 1.0;
@@ -175,6 +175,8 @@ lh_status cmd_similarity(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
                       : LH_OK;
     LH_TRY(lh_agree(comm, local));
   }
+  /* the matrix file is committed last: a failed heatmap leaves no output behind */
+  if (o) LH_TRY(lh_h5_out_commit(&o));
   json_t *doc = json_object();
   json_object_set_new(doc, "metric", json_string(a.metric));
   json_t *jl = json_array(), *jm = json_array();

@@ -35,6 +35,33 @@
  *                      1024 levels in [0, 16)), then: rows 1 and 2 = row 0 +- (1/64, 0, 0, 0, 0)
  *                      (equidistant neighbours of row 0), row 101 = row 37 (a duplicate),
  *                      row 203 column 2 = NaN
+ *   sim.h5   (CKA, information imbalance, similarity; SPEC 10 TV-9..TV-11; float64 unless said)
+ *            /tv9_1x, /tv9_1y  (4, 1)  [0,1,2,3], [0,1,4,9]                     (TV-9 case 1)
+ *            /tv9_2x, /tv9_2y  (4, 2)  [[1,0],[0,1],[-1,0],[0,-1]], X diag(2,1)  (TV-9 case 2)
+ *            /tv9_3x (4, 2), /tv9_3y (4, 3)  [[1,2],[3,1],[0,0],[2,5]],
+ *                      [[1,0,2],[0,1,1],[2,2,0],[1,3,1]]                         (TV-9 case 3)
+ *            /cka_ba (2, 3, 4, 2), /cka_bb (2, 3, 4, 3)  item (r, c) = TV-9 case
+ *                      {{1,2,3},{3,1,2}}[r][c], X (Y) padded with zero columns and scaled by
+ *                      {{1,2,0.5},{3,0.25,4}}[r][c] ({{4,1,8},{0.5,2,1}}[r][c])
+ *            /rbf_a, /rbf_b  (2, 24, 3)  R[i][j] = (splitmix64(1000 + i * 3 + j) >> 54) / 64;
+ *                      rbf_a = [R, R], rbf_b = [R, 7.5 R]
+ *            /arange   int64 (128, 4)  i * 4 + j
+ *            /const    (4, 2)        3
+ *            /tv10_a, /tv10_b  (5, 1)  [0,1,3,7,15], [0,6,1,13,4]                (TV-10)
+ *            /tv11_a, /tv11_b  (3, 1)  [0,1,2], [0,2,1]                          (TV-11)
+ *            /ii_ba, /ii_bb  (2, 2, 5, 1)  item pairs (A, B), (3B, A/2), (4A, A), (B, A) with
+ *                      A = tv10_a, B = tv10_b
+ *            /one      (1, 3)        [1, 2, 3]
+ *            /vec      (4,)          [0, 1, 2, 3]
+ *            /layers/labels int64 (32,)  i (1-D: skipped by `similarity`)
+ *            /layers/layer0 (32, 5)  h_j(i) s_j with h_j(i) = 1 - 2 bit_j((13 i + 5) mod 32),
+ *                      s = (1, 2, 3, 5, 7): orthogonal centred columns, distinct distances
+ *            /layers/layer1 (32, 5)  2 layer0[i][4 - j]
+ *            /layers/layer2 (32, 5)  t_j g_j(i), g = (h0, h1, h0 h1 h2, h2 h3, h3 h4),
+ *                      t = (7, 5, 1, 2, 3); CKA(layer0, layer2) = (7^2 + 10^2) / 3124
+ *            /single/layer0 (32, 5)  as /layers/layer0 (a group with one (N, D) dataset)
+ *            /mixed/a  (32, 5)       as /layers/layer0; /mixed/b (5, 1) as /tv10_a (a group
+ *                      whose datasets differ in N)
  *
  * Usage: lh_mkfixtures OUTDIR
  */
@@ -231,6 +258,119 @@ int main(int argc, char **argv) {
   memcpy(cloud[101], cloud[37], sizeof cloud[0]);
   cloud[203][2] = NAN;
   write_ds(f, "/cloud", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, (hsize_t[]){320, 5}, cloud,
+           H5P_DEFAULT);
+  CHECK(H5Fclose(f));
+
+  snprintf(path, sizeof path, "%s/sim.h5", argv[1]);
+  f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  CHECK(f);
+  /* TV-9: X of each case padded to 2 columns, Y to 3 (zero columns change no CKA) */
+  static const double tv9x[3][4][2] = {{{0, 0}, {1, 0}, {2, 0}, {3, 0}},
+                                       {{1, 0}, {0, 1}, {-1, 0}, {0, -1}},
+                                       {{1, 2}, {3, 1}, {0, 0}, {2, 5}}};
+  static const double tv9y[3][4][3] = {{{0, 0, 0}, {1, 0, 0}, {4, 0, 0}, {9, 0, 0}},
+                                       {{2, 0, 0}, {0, 1, 0}, {-2, 0, 0}, {0, -1, 0}},
+                                       {{1, 0, 2}, {0, 1, 1}, {2, 2, 0}, {1, 3, 1}}};
+  for (int c = 0; c < 3; c++) { /* unpadded: X is (4, 1), (4, 2), (4, 2); Y (4, c + 1) */
+    const int dx = c == 0 ? 1 : 2, dy = c + 1;
+    double xs[4 * 2], ys[4 * 3];
+    for (int i = 0; i < 4; i++) {
+      for (int j = 0; j < dx; j++) xs[i * dx + j] = tv9x[c][i][j];
+      for (int j = 0; j < dy; j++) ys[i * dy + j] = tv9y[c][i][j];
+    }
+    char nx[16], ny[16];
+    snprintf(nx, sizeof nx, "/tv9_%dx", c + 1);
+    snprintf(ny, sizeof ny, "/tv9_%dy", c + 1);
+    write_ds(f, nx, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){4, (hsize_t)dx}, xs,
+             H5P_DEFAULT);
+    write_ds(f, ny, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){4, (hsize_t)dy}, ys,
+             H5P_DEFAULT);
+  }
+  static const int sim_case[2][3] = {{0, 1, 2}, {2, 0, 1}};
+  static const double sim_sa[2][3] = {{1, 2, 0.5}, {3, 0.25, 4}},
+                      sim_sb[2][3] = {{4, 1, 8}, {0.5, 2, 1}};
+  double cba[2][3][4][2], cbb[2][3][4][3];
+  for (int r = 0; r < 2; r++)
+    for (int c = 0; c < 3; c++)
+      for (int i = 0; i < 4; i++) {
+        for (int j = 0; j < 2; j++) cba[r][c][i][j] = tv9x[sim_case[r][c]][i][j] * sim_sa[r][c];
+        for (int j = 0; j < 3; j++) cbb[r][c][i][j] = tv9y[sim_case[r][c]][i][j] * sim_sb[r][c];
+      }
+  write_ds(f, "/cka_ba", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 4, (hsize_t[]){2, 3, 4, 2}, cba,
+           H5P_DEFAULT);
+  write_ds(f, "/cka_bb", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 4, (hsize_t[]){2, 3, 4, 3}, cbb,
+           H5P_DEFAULT);
+  static double rbf_a[2][24][3], rbf_b[2][24][3];
+  for (int i = 0; i < 24; i++)
+    for (int j = 0; j < 3; j++) {
+      double r = (double)(splitmix64((uint64_t)(1000 + i * 3 + j)) >> 54) / 64.0;
+      rbf_a[0][i][j] = rbf_a[1][i][j] = rbf_b[0][i][j] = r;
+      rbf_b[1][i][j] = 7.5 * r;
+    }
+  write_ds(f, "/rbf_a", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 3, (hsize_t[]){2, 24, 3}, rbf_a,
+           H5P_DEFAULT);
+  write_ds(f, "/rbf_b", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 3, (hsize_t[]){2, 24, 3}, rbf_b,
+           H5P_DEFAULT);
+  static int64_t arange[128][4];
+  for (int i = 0; i < 128; i++)
+    for (int j = 0; j < 4; j++) arange[i][j] = i * 4 + j;
+  write_ds(f, "/arange", H5T_STD_I64LE, H5T_NATIVE_INT64, 2, (hsize_t[]){128, 4}, arange,
+           H5P_DEFAULT);
+  write_ds(f, "/const", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){4, 2},
+           (double[]){3, 3, 3, 3, 3, 3, 3, 3}, H5P_DEFAULT);
+  static const double tv10a[5] = {0, 1, 3, 7, 15}, tv10b[5] = {0, 6, 1, 13, 4};
+  write_ds(f, "/tv10_a", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){5, 1}, tv10a,
+           H5P_DEFAULT);
+  write_ds(f, "/tv10_b", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){5, 1}, tv10b,
+           H5P_DEFAULT);
+  write_ds(f, "/tv11_a", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){3, 1},
+           (double[]){0, 1, 2}, H5P_DEFAULT);
+  write_ds(f, "/tv11_b", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){3, 1},
+           (double[]){0, 2, 1}, H5P_DEFAULT);
+  double iba[2][2][5], ibb[2][2][5];
+  for (int i = 0; i < 5; i++) {
+    iba[0][0][i] = tv10a[i], ibb[0][0][i] = tv10b[i];
+    iba[0][1][i] = 3 * tv10b[i], ibb[0][1][i] = tv10a[i] / 2;
+    iba[1][0][i] = 4 * tv10a[i], ibb[1][0][i] = tv10a[i];
+    iba[1][1][i] = tv10b[i], ibb[1][1][i] = tv10a[i];
+  }
+  write_ds(f, "/ii_ba", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 4, (hsize_t[]){2, 2, 5, 1}, iba,
+           H5P_DEFAULT);
+  write_ds(f, "/ii_bb", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 4, (hsize_t[]){2, 2, 5, 1}, ibb,
+           H5P_DEFAULT);
+  write_ds(f, "/one", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){1, 3},
+           (double[]){1, 2, 3}, H5P_DEFAULT);
+  write_ds(f, "/vec", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, (hsize_t[]){4},
+           (double[]){0, 1, 2, 3}, H5P_DEFAULT);
+  /* Three layers on the 32 sign patterns of 5 bits (rows in the order 13 i + 5 mod 32). */
+  static const double s0[5] = {1, 2, 3, 5, 7}, t2[5] = {7, 5, 1, 2, 3};
+  static int64_t labels[32];
+  static double l0[32][5], l1[32][5], l2[32][5];
+  for (int i = 0; i < 32; i++) {
+    int p = (13 * i + 5) % 32;
+    double sg[5]; /* the signs of pattern p */
+    for (int j = 0; j < 5; j++) sg[j] = 1 - 2 * ((p >> j) & 1);
+    const double g[5] = {sg[0], sg[1], sg[0] * sg[1] * sg[2], sg[2] * sg[3], sg[3] * sg[4]};
+    labels[i] = i;
+    for (int j = 0; j < 5; j++) {
+      l0[i][j] = s0[j] * sg[j];
+      l2[i][j] = t2[j] * g[j];
+    }
+    for (int j = 0; j < 5; j++) l1[i][j] = 2 * l0[i][4 - j];
+  }
+  write_ds(f, "/layers/labels", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, (hsize_t[]){32}, labels,
+           H5P_DEFAULT);
+  write_ds(f, "/layers/layer0", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){32, 5}, l0,
+           H5P_DEFAULT);
+  write_ds(f, "/layers/layer1", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){32, 5}, l1,
+           H5P_DEFAULT);
+  write_ds(f, "/layers/layer2", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){32, 5}, l2,
+           H5P_DEFAULT);
+  write_ds(f, "/single/layer0", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){32, 5}, l0,
+           H5P_DEFAULT);
+  write_ds(f, "/mixed/a", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){32, 5}, l0,
+           H5P_DEFAULT);
+  write_ds(f, "/mixed/b", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, (hsize_t[]){5, 1}, tv10a,
            H5P_DEFAULT);
   CHECK(H5Fclose(f));
 
