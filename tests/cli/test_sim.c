@@ -227,6 +227,21 @@ Test(sim_cka, batched_nested_list) {
   }
 }
 
+/* Empty batches (2, 0, N, D): no matrix to compare, a result of the batch shape (SPEC 5). */
+Test(sim_cka, empty_batch) {
+  const char *cmds[3] = {"cka --a " FX ":/empty_ba --b " FX ":/empty_bb",
+                         "cka --kernel rbf --a " FX ":/empty_ba --b " FX ":/empty_bb",
+                         "information-imbalance --a " FX ":/empty_ba --b " FX ":/empty_bb"};
+  for (int c = 0; c < 3; c++) {
+    run_result r = run(c == 0 ? 1 : 3, cmds[c]);
+    expect_ok(&r, cmds[c]);
+    cr_expect(strstr(r.out, c == 2 ? "\"information_imbalance_a_to_b\": [\n    [],\n    []\n  ]"
+                                   : "\"cka\": [\n    [],\n    []\n  ]") != NULL,
+              "%s: expected an empty (2, 0) result, got:\n%s", cmds[c], r.out);
+    run_free(&r);
+  }
+}
+
 /* /rbf_a = [R, R], /rbf_b = [R, 7.5 R]: the median bandwidth scales with the data, so both
  * items give 1 (a fixed bandwidth would not). B = 2 < 3 ranks splits the rows of each item. */
 Test(sim_cka, rbf_identical_and_scaled) {

@@ -36,6 +36,7 @@
  *                      (equidistant neighbours of row 0), row 101 = row 37 (a duplicate),
  *                      row 203 column 2 = NaN
  *   sim.h5   (CKA, information imbalance, similarity; SPEC 10 TV-9..TV-11; float64 unless said)
+ *            /empty_ba (2, 0, 4, 2), /empty_bb (2, 0, 4, 3): empty batches
  *            /tv9_1x, /tv9_1y  (4, 1)  [0,1,2,3], [0,1,4,9]                     (TV-9 case 1)
  *            /tv9_2x, /tv9_2y  (4, 2)  [[1,0],[0,1],[-1,0],[0,-1]], X diag(2,1)  (TV-9 case 2)
  *            /tv9_3x (4, 2), /tv9_3y (4, 3)  [[1,2],[3,1],[0,0],[2,5]],
@@ -299,6 +300,12 @@ int main(int argc, char **argv) {
   write_ds(f, "/cka_ba", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 4, (hsize_t[]){2, 3, 4, 2}, cba,
            H5P_DEFAULT);
   write_ds(f, "/cka_bb", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 4, (hsize_t[]){2, 3, 4, 3}, cbb,
+           H5P_DEFAULT);
+  /* empty batches: (2, 0, N, D) holds no matrix at all */
+  double nothing = 0;
+  write_ds(f, "/empty_ba", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 4, (hsize_t[]){2, 0, 4, 2}, &nothing,
+           H5P_DEFAULT);
+  write_ds(f, "/empty_bb", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 4, (hsize_t[]){2, 0, 4, 3}, &nothing,
            H5P_DEFAULT);
   static double rbf_a[2][24][3], rbf_b[2][24][3];
   for (int i = 0; i < 24; i++)
