@@ -21,8 +21,8 @@
 #include "linalg/scalapack.h"
 
 lh_cka_opts lh_cka_defaults(void) {
-  lh_cka_opts o = {.debiased = false, .eps = 1e-12, .path = LH_CKA_AUTO,
-                   .gram_limit_bytes = INT64_C(1) << 30};
+  lh_cka_opts o = {
+      .debiased = false, .eps = 1e-12, .path = LH_CKA_AUTO, .gram_limit_bytes = INT64_C(1) << 30};
   return o;
 }
 
@@ -38,27 +38,72 @@ static double frob2(const double *g, int64_t rows, int64_t cols, bool upper_sym)
   return s;
 }
 
-/* ||A~^T B~||_F^2 by local Gram contributions and one allreduce (sym: B is A, DSYRK). */
-static lh_status frob_gram(const lh_dmat *A, const lh_dmat *B, bool sym, double *f) {
+/* Rows centred per chunk on the Gram path: the float64 copies exist for CHUNK rows at a time,
+ * never for the whole matrix, and each chunk's DSYRK/DGEMM still has CHUNK as its inner
+ * dimension, long enough for BLAS to run at its peak. */
+#define CHUNK 2048
+
+/* Rows [i0, i0 + c) of X (float32 or float64) minus the column means, into out (c x D). */
+static void centre_rows(const lh_dmat *X, const double *mean, int64_t i0, int64_t c, double *out) {
+  const int64_t d = lh_dmat_cols(X);
+  if (lh_dmat_dtype(X) == LH_F32) {
+    const float *x = (const float *)lh_dmat_local_const(X) + i0 * d;
+    for (int64_t i = 0; i < c; i++)
+      for (int64_t j = 0; j < d; j++) out[i * d + j] = (double)x[i * d + j] - mean[j];
+  } else {
+    const double *x = (const double *)lh_dmat_local_const(X) + i0 * d;
+    for (int64_t i = 0; i < c; i++)
+      for (int64_t j = 0; j < d; j++) out[i * d + j] = x[i * d + j] - mean[j];
+  }
+}
+
+/* Squared row norms of c centred rows. */
+static void chunk_norms(const double *x, int64_t c, int64_t d, double *r) {
+  for (int64_t i = 0; i < c; i++) {
+    double s = 0;
+    for (int64_t j = 0; j < d; j++) s += x[i * d + j] * x[i * d + j];
+    r[i] = s;
+  }
+}
+
+/* ||A~^T B~||_F^2 by local Gram contributions and one allreduce (sym: B is A, DSYRK), the
+ * rows centred CHUNK at a time with the given column means; with sym, the squared row norms
+ * of A~ go to r (local rows) when r is not NULL. */
+static lh_status frob_gram(const lh_dmat *A, const lh_dmat *B, const double *ma, const double *mb,
+                           bool sym, double *r, double *f) {
   lh_status st = LH_OK;
   const int64_t n = lh_dmat_local_rows(A), da = lh_dmat_cols(A), db = lh_dmat_cols(B);
-  double *g = NULL;
+  const int64_t cmax = LH_MIN(n, CHUNK);
+  double *g = NULL, *xa = NULL, *xb = NULL;
   int cnt;
   LH_TRY(lh_int_cast(da * db, "Gram matrix elements", &cnt));
-  LH_TRY(lh_agree(lh_dmat_comm(A), lh_alloc((size_t)(da * db), sizeof *g, true, "Gram matrix", &g)));
-  const double *x = lh_dmat_local_const(A), *y = lh_dmat_local_const(B);
-  /* row-major n x D is column-major D x n: A~^T B~ = Xa Xb^T with Xa = da x n */
-  if (n > 0 && da > 0 && db > 0) {
-    if (sym)
-      cblas_dsyrk(CblasColMajor, CblasUpper, CblasNoTrans, (int)da, (int)n, 1.0, x, (int)da, 0.0, g, (int)da);
-    else
-      cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)da, (int)db, (int)n, 1.0, x,
-                  (int)da, y, (int)db, 0.0, g, (int)da);
+  lh_status local = lh_alloc((size_t)(da * db), sizeof *g, true, "Gram matrix", &g);
+  if (local == LH_OK) local = lh_alloc((size_t)(cmax * da), sizeof *xa, false, "centred rows", &xa);
+  if (local == LH_OK && !sym)
+    local = lh_alloc((size_t)(cmax * db), sizeof *xb, false, "centred rows", &xb);
+  LH_TRY(lh_agree(lh_dmat_comm(A), local));
+  /* row-major c x D is column-major D x c: A~^T B~ = sum over chunks of Xa Xb^T */
+  for (int64_t i0 = 0; i0 < n && da > 0 && db > 0; i0 += CHUNK) {
+    const int64_t c = LH_MIN(CHUNK, n - i0);
+    centre_rows(A, ma, i0, c, xa);
+    if (sym) {
+      cblas_dsyrk(CblasColMajor, CblasUpper, CblasNoTrans, (int)da, (int)c, 1.0, xa, (int)da, 1.0,
+                  g, (int)da);
+      if (r) chunk_norms(xa, c, da, r + i0);
+    } else {
+      centre_rows(B, mb, i0, c, xb);
+      cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)da, (int)db, (int)c, 1.0, xa,
+                  (int)da, xb, (int)db, 1.0, g, (int)da);
+    }
   }
+  if (sym && r && da == 0)
+    for (int64_t i = 0; i < n; i++) r[i] = 0;
   MPI_Allreduce(MPI_IN_PLACE, g, cnt, MPI_DOUBLE, MPI_SUM, lh_dmat_comm(A));
   *f = frob2(g, da, db, sym);
 done:
   lh_free(g);
+  lh_free(xa);
+  lh_free(xb);
   return st;
 }
 
@@ -83,8 +128,8 @@ static lh_status frob_scalapack(const lh_dmat *Ad, const lh_dmat *Bd, bool sym, 
               lh_bcmat_local(G), &one, &one, lh_bcmat_desc(G));
     else
       pdgemm_("T", "N", &ia, &ib, &n, &alpha, lh_bcmat_local(A), &one, &one, lh_bcmat_desc(A),
-              lh_bcmat_local(B), &one, &one, lh_bcmat_desc(B), &beta, lh_bcmat_local(G), &one,
-              &one, lh_bcmat_desc(G));
+              lh_bcmat_local(B), &one, &one, lh_bcmat_desc(B), &beta, lh_bcmat_local(G), &one, &one,
+              lh_bcmat_desc(G));
   }
   const int lr = lh_bcmat_local_rows(G), lc = lh_bcmat_local_cols(G);
   const int lld = lh_bcmat_desc(G)[LH_DESC_LLD];
@@ -107,12 +152,10 @@ done:
   return st;
 }
 
-/* ||A~^T B~||_F^2 on the path the options choose for a da x db Gram. */
-static lh_status frob(const lh_dmat *A, const lh_dmat *B, bool sym, const lh_cka_opts *o,
-                      double *f) {
-  int64_t bytes = lh_dmat_cols(A) * lh_dmat_cols(B) * 8;
-  bool gram = o->path == LH_CKA_GRAM || (o->path == LH_CKA_AUTO && bytes <= o->gram_limit_bytes);
-  return gram ? frob_gram(A, B, sym, f) : frob_scalapack(A, B, sym, f);
+/* Whether a da x db Gram takes the Gram path (the same decision on every rank). */
+static bool gram_path(int64_t da, int64_t db, const lh_cka_opts *o) {
+  int64_t bytes = da * db * 8;
+  return o->path == LH_CKA_GRAM || (o->path == LH_CKA_AUTO && bytes <= o->gram_limit_bytes);
 }
 
 /* Squared row norms of a centred matrix (local rows). */
@@ -152,8 +195,7 @@ static lh_status check_pair(const lh_dmat *X, const lh_dmat *Y, const lh_cka_opt
   return lh_agree(lh_dmat_comm(X), local);
 }
 
-lh_status lh_cka_linear(const lh_dmat *X, const lh_dmat *Y, const lh_cka_opts *opts,
-                        double *cka) {
+lh_status lh_cka_linear(const lh_dmat *X, const lh_dmat *Y, const lh_cka_opts *opts, double *cka) {
   const lh_dmat *layers[2] = {X, Y};
   double M[4];
   lh_status st = lh_cka_linear_matrix(layers, 2, opts, M);
@@ -166,24 +208,36 @@ lh_status lh_cka_linear_matrix(const lh_dmat *const *layers, int64_t L, const lh
   lh_status st = LH_OK, local = LH_OK;
   MPI_Comm comm = lh_dmat_comm(layers[0]);
   const int64_t N = lh_dmat_rows(layers[0]), n = lh_dmat_local_rows(layers[0]);
-  lh_dmat **C = NULL;
-  double *self = NULL, *r = NULL, *tot = NULL;
+  lh_dmat **C = NULL; /* float64 centred copies, for layers on the ScaLAPACK path only */
+  double **mean = NULL, *self = NULL, *r = NULL, *tot = NULL;
   static lh_event ev = -2;
   if (ev == -2) ev = lh_event_get("cka.linear");
   lh_event_begin(ev);
   for (int64_t a = 1; a < L; a++) LH_TRY(check_pair(layers[0], layers[a], opts));
   if (L == 1) LH_TRY(check_pair(layers[0], layers[0], opts));
   local = lh_alloc((size_t)L, sizeof *C, true, "centred layers", &C);
+  if (local == LH_OK) local = lh_alloc((size_t)L, sizeof *mean, true, "column means", &mean);
   if (local == LH_OK) local = lh_alloc((size_t)L, sizeof *self, false, "norms", &self);
   if (local == LH_OK) local = lh_alloc((size_t)(L * n), sizeof *r, false, "row norms", &r);
   if (local == LH_OK) local = lh_alloc((size_t)L, sizeof *tot, false, "row norms", &tot);
+  for (int64_t a = 0; a < L && local == LH_OK; a++)
+    local = lh_alloc((size_t)LH_MAX(lh_dmat_cols(layers[a]), 1), sizeof **mean, false,
+                     "column means", &mean[a]);
   LH_TRY(lh_agree(comm, local));
-  /* once per layer: centring, ||X~^T X~||^2, and the row norms of the debiased form */
+  /* once per layer: the exact column means, ||X~^T X~||^2, and the row norms of the debiased
+   * form; a layer on the ScaLAPACK path keeps its centred copy for its pairs */
   double nn = (double)N;
   for (int64_t a = 0; a < L; a++) {
-    LH_TRY(lh_dmat_centred(layers[a], &C[a]));
-    LH_TRY(frob(C[a], C[a], true, opts, &self[a]));
-    row_norms(C[a], r + a * n);
+    const lh_dmat *X = layers[a];
+    const int64_t d = lh_dmat_cols(X);
+    LH_TRY(lh_dmat_col_reduce(X, LH_COL_MEAN, mean[a]));
+    if (gram_path(d, d, opts)) {
+      LH_TRY(frob_gram(X, X, mean[a], mean[a], true, r + a * n, &self[a]));
+    } else {
+      LH_TRY(lh_dmat_centred(X, &C[a]));
+      LH_TRY(frob_scalapack(C[a], C[a], true, &self[a]));
+      row_norms(C[a], r + a * n);
+    }
     double v[2] = {0, 0}; /* sum r_i, sum r_i^2 */
     for (int64_t i = 0; i < n; i++) {
       v[0] += r[a * n + i];
@@ -198,7 +252,14 @@ lh_status lh_cka_linear_matrix(const lh_dmat *const *layers, int64_t L, const lh
     M[a * L + a] = ratio(self[a], self[a], self[a], opts->eps);
     for (int64_t b = a + 1; b < L; b++) {
       double f;
-      LH_TRY(frob(C[a], C[b], false, opts, &f));
+      const int64_t da = lh_dmat_cols(layers[a]), db = lh_dmat_cols(layers[b]);
+      if (gram_path(da, db, opts)) {
+        LH_TRY(frob_gram(layers[a], layers[b], mean[a], mean[b], false, NULL, &f));
+      } else {
+        if (!C[a]) LH_TRY(lh_dmat_centred(layers[a], &C[a]));
+        if (!C[b]) LH_TRY(lh_dmat_centred(layers[b], &C[b]));
+        LH_TRY(frob_scalapack(C[a], C[b], false, &f));
+      }
       if (opts->debiased) {
         double rs = 0;
         for (int64_t i = 0; i < n; i++) rs += r[a * n + i] * r[b * n + i];
@@ -210,7 +271,9 @@ lh_status lh_cka_linear_matrix(const lh_dmat *const *layers, int64_t L, const lh
   }
 done:
   for (int64_t a = 0; C && a < L; a++) lh_dmat_destroy(&C[a]);
+  for (int64_t a = 0; mean && a < L; a++) lh_free(mean[a]);
   lh_free(C);
+  lh_free(mean);
   lh_free(self);
   lh_free(r);
   lh_free(tot);

@@ -82,13 +82,12 @@ with_core() {
 }
 
 # Memory the whole job needs (bytes, estimated), for the configurations that come near the
-# machine's: CKA's Gram path holds the two float32 inputs and two float64 centred copies
-# (24 N D). The ScaLAPACK path adds block-cyclic copies, staging copies and pdgemr2d/PBLAS
+# machine's: CKA's Gram path holds the two float32 inputs (8 N D) and small buffers. The ScaLAPACK path adds block-cyclic copies, staging copies and pdgemr2d/PBLAS
 # buffers: its peak RSS measured here (N 4000 and 8000, D 4096, 2 ranks) grows by about
 # 70 N D bytes over the inputs (nine float64 copies of one matrix), so 80 N D + 8 D^2.
 need_bytes() { # sim N D
   case $1 in
-    cka) echo $((24 * $2 * $3)) ;;
+    cka) echo $((8 * $2 * $3)) ;;
     scalapack) echo $((80 * $2 * $3 + 8 * $3 * $3)) ;;
   esac
 }
