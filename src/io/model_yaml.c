@@ -191,7 +191,10 @@ static lh_status cyaml_failure(const char *path, cyaml_err_t err, const ylog *lg
   char field[128] = "", value[256] = "", text[768];
   const char *msg = lg->msg[0] ? lg->msg : cyaml_strerror(err);
   sscanf(lg->where, "mapping field '%127[^']'", field);
-  if (sscanf(msg, "Invalid %*s value: '%255[^']'", value) == 1 && field[0]) {
+  /* "Invalid INT value: '3.5'", "Invalid ENUM value: swish" */
+  if ((sscanf(msg, "Invalid %*s value: '%255[^']'", value) == 1 ||
+       sscanf(msg, "Invalid %*s value: %255[^\n]", value) == 1) &&
+      field[0]) {
     if (strcmp(field, "type") == 0)
       snprintf(text, sizeof text, "unknown module type '%s' (expected %s)", value,
                field_expectation(field));
@@ -211,8 +214,12 @@ static lh_status cyaml_failure(const char *path, cyaml_err_t err, const ylog *lg
       snprintf(text + k, sizeof text - k, " (in %s)", lg->where);
     }
   }
+  /* libcyaml locates the node it was reading: exact for bad values and keys, only close for
+   * syntax errors and missing keys (the parser stopped, or the mapping ended, further on) */
+  bool near = strncmp(msg, "libyaml: ", 9) == 0 || strncmp(msg, "Missing required", 16) == 0;
   if (lg->line > 0)
-    return LH_ERROR(LH_ERR_VALUE, "%s, line %d, column %d: %s", path, lg->line, lg->col, text);
+    return LH_ERROR(LH_ERR_VALUE, "%s, %sline %d, column %d: %s", path, near ? "near " : "",
+                    lg->line, lg->col, text);
   return LH_ERROR(LH_ERR_VALUE, "%s: %s", path, text);
 }
 
@@ -611,8 +618,16 @@ static lh_status missing_param(const lh_model *m, const ysrc *src, int64_t pi, c
   lh_mod_shape_str(p->ndim, p->shape, shape, sizeof shape);
   at_line(src, mod->line, where, sizeof where);
   return LH_ERROR(LH_ERR_KEY,
-                  "%s: no tensor '%s' (parameter of module '%s' defined at %sexpected shape %s)",
-                  wpath, p->name, mod->name, where, shape);
+                  "%smodule '%s' (%s): weights file %s has no tensor '%s' (expected shape %s)",
+                  where, mod->name, mod->type, wpath, p->name, shape);
+}
+
+/* Prefixes a parameter's error with the YAML line of its module. */
+static void blame_module(const lh_model *m, const ysrc *src, int64_t pi) {
+  const lh_module *mod = &m->mod[m->param[pi].module];
+  char where[600];
+  lh_error_prefix("%smodule '%s' (%s): ", at_line(src, mod->line, where, sizeof where), mod->name,
+                  mod->type);
 }
 
 static lh_status weights_st(lh_model *m, const ysrc *src, const char *wpath) {
@@ -622,7 +637,11 @@ static lh_status weights_st(lh_model *m, const ysrc *src, const char *wpath) {
   for (int64_t i = 0; i < m->nparam; i++) {
     const lh_st_tensor *t = lh_safetensors_find(sf, m->param[i].name);
     if (!t) LH_TRY(missing_param(m, src, i, wpath));
-    LH_TRY(lh_mod_param_from_st(m, i, sf, t));
+    st = lh_mod_param_from_st(m, i, sf, t);
+    if (st != LH_OK) {
+      blame_module(m, src, i);
+      goto done;
+    }
   }
 done:
   lh_safetensors_close(&sf);
@@ -655,9 +674,11 @@ static lh_status weights_h5_read(lh_model *m, const ysrc *src, const char *wpath
       int64_t got[H5S_MAX_RANK];
       for (int d = 0; d < nd; d++) got[d] = (int64_t)dims[d];
       char want_s[64], got_s[256];
-      LH_FAIL(LH_ERR_VALUE, "%s: dataset '%s' has shape %s, expected %s for parameter '%s'", wpath,
-              p->name, lh_mod_shape_str(nd, got, got_s, sizeof got_s),
-              lh_mod_shape_str(p->ndim, p->shape, want_s, sizeof want_s), p->name);
+      st = LH_ERROR(LH_ERR_VALUE, "%s: dataset '%s' has shape %s, expected %s", wpath, p->name,
+                    lh_mod_shape_str(nd, got, got_s, sizeof got_s),
+                    lh_mod_shape_str(p->ndim, p->shape, want_s, sizeof want_s));
+      blame_module(m, src, i);
+      goto done;
     }
     if (H5Dread(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, p->data) < 0)
       LH_FAIL(LH_ERR_IO, "%s: cannot read dataset '%s'", wpath, p->name);
@@ -706,6 +727,11 @@ lh_status lh_model_load_yaml(const char *path, lh_model **out) {
   cyaml_err_t err = cyaml_load_file(path, &cfg, &top_schema, (cyaml_data_t **)&y, NULL);
   if (err != CYAML_OK) {
     if (err == CYAML_ERR_FILE_OPEN) LH_FAIL(LH_ERR_IO, "cannot open model file '%s'", path);
+    int tab =
+        strncmp(lg.msg, "libyaml: ", 9) == 0 ? line_at(&src, re_find(&src, "^ *\t", 0, 0)) : 0;
+    if (tab > 0) /* the most common syntax error, which libcyaml locates only roughly */
+      LH_FAIL(LH_ERR_VALUE, "%s, line %d: YAML syntax error: a tab in the indentation (use spaces)",
+              path, tab);
     LH_TRY(cyaml_failure(path, err, &lg));
   }
   if (y->input->features < 1)

@@ -245,8 +245,10 @@ lh_status lh_mod_param_from_st(lh_model *m, int64_t pi, const lh_safetensors *st
     char want[64], got[128];
     lh_mod_shape_str(p->ndim, p->shape, want, sizeof want);
     lh_mod_shape_str(t->ndim, t->shape, got, sizeof got);
-    return LH_ERROR(LH_ERR_VALUE, "%s: tensor '%s' has shape %s, expected %s for parameter '%s'",
-                    lh_safetensors_path(st_file), t->name, got, want, p->name);
+    bool renamed = strcmp(t->name, p->name) != 0; /* e.g. a bare GPT-2 checkpoint key */
+    return LH_ERROR(LH_ERR_VALUE, "%s: tensor '%s' has shape %s, expected %s%s%s%s",
+                    lh_safetensors_path(st_file), t->name, got, want,
+                    renamed ? " for parameter '" : "", renamed ? p->name : "", renamed ? "'" : "");
   }
   lh_status st = lh_safetensors_read_f32(st_file, t, p->data);
   if (st != LH_OK) lh_error_prefix("parameter '%s': ", p->name);
