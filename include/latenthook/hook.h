@@ -9,7 +9,8 @@
  * module passes on by writing into ev->tensor->data in place (same shape): for LH_HOOK_FWD the
  * module's output, for LH_HOOK_FWD_PRE the module's (first) input before the module runs.
  * Hooks are Local: they never call MPI. A hook returning an error stops the forward, which
- * returns that error.
+ * returns that error. A hook may remove handles (its own too): they stop firing at once and
+ * their user_free runs when the forward returns; it may not register hooks or run a forward.
  *
  * Names. Module names are PyTorch's named_modules() names of the user's model (root ""). A
  * pattern registers on every module whose name re.match()es it (PCRE2, anchored at the start
@@ -44,7 +45,7 @@ typedef struct lh_hook_event {
   const char *type;   /* PyTorch class name: "Linear", "Conv1D", "GPT2Attention", ... */
   lh_hook_dir dir;
   lh_tensor *tensor;  /* output (fwd) or first input (fwd_pre); shape[0] = batch samples;
-                       * writable in place */
+                       * writable in place; valid during the call only: copy what you keep */
   int64_t row0;       /* global index of the batch's first sample (lh_model_set_row0) */
   int call;           /* 0 for the module's first call in this forward, 1 for the second... */
 } lh_hook_event;

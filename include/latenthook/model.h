@@ -40,7 +40,8 @@ typedef enum lh_input_kind { LH_INPUT_FEATURES = 0, LH_INPUT_TOKENS = 1 } lh_inp
 LH_NODISCARD lh_status lh_model_load(const char *path, lh_model **out);
 
 /* Frees the model, its parameters, workspaces and hooks (their user_free runs); accepts NULL
- * and NULLs the handle. Local. */
+ * and NULLs the handle. Hook handles still registered go with the model: do not
+ * lh_hook_remove them afterwards. Local. */
 void lh_model_destroy(lh_model **m);
 
 /* Input description: kind, and the feature count F (features) or the largest T (tokens);
@@ -59,7 +60,7 @@ int64_t lh_model_module_find(const lh_model *m, const char *name);
 
 /* Registers `spec` on module `name` (a relative name, "" for the root; an absolute name
  * when relative is false). LH_ERR_KEY naming the closest existing names when there is no
- * such module. The handle removes the hook. Local. */
+ * such module. The handle removes the hook. LH_ERR_RUNTIME from inside a hook. Local. */
 LH_NODISCARD lh_status lh_model_hook(lh_model *m, const char *name, bool relative,
                                      lh_hook_dir dir, lh_hook_spec spec, lh_hook_handle **out);
 
@@ -79,7 +80,9 @@ void lh_model_set_row0(lh_model *m, int64_t row0);
 /* Runs the model on `input` (features (B, F) or token ids (B, T)), firing hooks. *output
  * becomes a view of the model output inside the model's workspace, valid until the next
  * forward or destroy. Token ids outside [0, vocab) and wrong widths are LH_ERR_VALUE; a hook's
- * error stops the pass and is returned. Local. */
+ * error stops the pass and is returned; LH_ERR_RUNTIME from inside a hook. Every activation
+ * has the batch's samples first: GPT-2's wpe is called on position ids (B, T), where
+ * transformers uses (1, T). Local. */
 LH_NODISCARD lh_status lh_model_forward(lh_model *m, const lh_tensor *input, lh_tensor *output);
 
 #ifdef __cplusplus

@@ -135,6 +135,7 @@ lh_status lh_mod_model_new(const char *path, lh_mod_kind kind, const char *type,
   lh_model *m = NULL;
   LH_TRY(lh_alloc(1, sizeof *m, true, "model", &m));
   LH_TRY(str_dup(path, "model path", &m->path));
+  m->min_block = ARENA_MIN_BLOCK;
   LH_TRY(grow(&m->mod, &m->capmod, 1, sizeof *m->mod, "module table"));
   module_init(&m->mod[0], kind, type, -1);
   LH_TRY(str_dup("", "module name", &m->mod[0].name));
@@ -266,6 +267,12 @@ done:
 
 /* --- arena ------------------------------------------------------------------------------ */
 
+/* The arena is a list of blocks used in order: m->cur is the block being filled, and every
+ * block after it is empty. A block that cannot hold a request is left with its tail unused
+ * and the next one (or a new, larger one) is taken; at the next forward the blocks are merged
+ * into one of their total size, so after the first pass a forward of the same shape allocates
+ * nothing. */
+
 static lh_status arena_reset(lh_model *m) {
   if (m->nblk > 1) {
     int64_t total = 0;
@@ -281,7 +288,57 @@ static lh_status arena_reset(lh_model *m) {
     m->nblk = 1;
   }
   if (m->nblk == 1) m->blk[0].used = 0;
+  m->cur = 0;
   return LH_OK;
+}
+
+/* n floats (a multiple of ARENA_ALIGN) from the arena. */
+static lh_status arena_alloc(lh_model *m, int64_t n, float **out) {
+  lh_status st = LH_OK;
+  while (m->cur < m->nblk && m->blk[m->cur].cap - m->blk[m->cur].used < n) m->cur++;
+  if (m->cur == m->nblk) {
+    int64_t cap = LH_MAX(n, m->min_block);
+    if (m->nblk) cap = LH_MAX(cap, 2 * m->blk[m->nblk - 1].cap);
+    LH_TRY(grow(&m->blk, &m->capblk, m->nblk + 1, sizeof *m->blk, "arena blocks"));
+    lh_arena_block *b = &m->blk[m->nblk];
+    LH_TRY(lh_alloc((size_t)cap, sizeof(float), false, "activation arena", &b->data));
+    b->cap = cap;
+    b->used = 0;
+    m->nblk++;
+  }
+  lh_arena_block *b = &m->blk[m->cur];
+  *out = b->data + b->used;
+  b->used += n;
+done:
+  return st;
+}
+
+static int64_t arena_size(const lh_tensor *t) {
+  return (lh_tensor_numel(t) + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+}
+
+typedef struct arena_mark {
+  int64_t blk, used;
+} arena_mark;
+
+static arena_mark arena_mark_now(const lh_model *m) {
+  return (arena_mark){m->cur, m->cur < m->nblk ? m->blk[m->cur].used : 0};
+}
+
+/* Releases everything allocated since `mk` except y (allocated after mk), which moves down to
+ * the mark. Cannot fail: y's own block has room for it at or before its current place. */
+static void arena_release_keep(lh_model *m, arena_mark mk, lh_tensor *y) {
+  for (int64_t b = mk.blk + 1; b < m->nblk; b++) m->blk[b].used = 0;
+  m->cur = mk.blk;
+  if (m->cur < m->nblk) m->blk[m->cur].used = mk.used;
+  int64_t n = arena_size(y);
+  while (m->cur < m->nblk && m->blk[m->cur].cap - m->blk[m->cur].used < n) m->cur++;
+  lh_arena_block *b = &m->blk[m->cur];
+  float *dst = b->data + b->used;
+  b->used += n;
+  if (dst != y->data && lh_tensor_numel(y) > 0)
+    memmove(dst, y->data, (size_t)lh_tensor_numel(y) * sizeof(float)); /* dst <= y->data */
+  y->data = dst;
 }
 
 lh_status lh_mod_tensor(lh_model *m, int ndim, const int64_t *shape, lh_tensor *out) {
@@ -297,19 +354,9 @@ lh_status lh_mod_tensor(lh_model *m, int ndim, const int64_t *shape, lh_tensor *
     n *= shape[i];
   }
   n = (n + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
-  lh_arena_block *b = m->nblk ? &m->blk[m->nblk - 1] : NULL;
-  if (!b || b->cap - b->used < n) {
-    int64_t cap = LH_MAX(n, ARENA_MIN_BLOCK);
-    if (b) cap = LH_MAX(cap, 2 * b->cap);
-    LH_TRY(grow(&m->blk, &m->capblk, m->nblk + 1, sizeof *m->blk, "arena blocks"));
-    b = &m->blk[m->nblk];
-    LH_TRY(lh_alloc((size_t)cap, sizeof(float), false, "activation arena", &b->data));
-    b->cap = cap;
-    b->used = 0;
-    m->nblk++;
-  }
-  out->data = b->data + b->used;
-  b->used += n;
+  float *data = NULL;
+  LH_TRY(arena_alloc(m, n, &data));
+  out->data = data;
   out->ndim = ndim;
   for (int i = 0; i < LH_TENSOR_MAX_DIMS; i++) out->shape[i] = i < ndim ? shape[i] : 0;
 done:
@@ -538,12 +585,16 @@ static lh_status fwd_block(lh_model *m, int64_t mi, const lh_tensor *x, lh_tenso
   const int64_t ln_1 = mod->child[0], attn = mod->child[1], ln_2 = mod->child[2],
                 mlp = mod->child[3];
   lh_tensor a, b, hidden;
+  /* the block's intermediates (among them the (B, NH, T, T) attention probabilities) are
+   * released when it returns: memory grows with one block, not with the depth */
+  arena_mark mk = arena_mark_now(m);
   LH_TRY(lh_mod_call(m, ln_1, x, &a));
   LH_TRY(lh_mod_call(m, attn, &a, &a));
   LH_TRY(add_new(m, mi, x, &a, &hidden)); /* hidden = x + attn(ln_1(x)) */
   LH_TRY(lh_mod_call(m, ln_2, &hidden, &b));
   LH_TRY(lh_mod_call(m, mlp, &b, &b));
   LH_TRY(add_new(m, mi, &hidden, &b, y)); /* out = hidden + mlp(ln_2(hidden)) */
+  arena_release_keep(m, mk, y);
 done:
   return st;
 }

@@ -11,8 +11,10 @@
  *
  * Every call of every module goes through lh_mod_call(): it fires the module's fwd_pre hooks
  * on (a private copy of) its first input, runs the module, then fires its fwd hooks on the
- * output. Outputs live in a per-forward arena of chained blocks, so a view handed to a hook
- * stays valid (and keeps the values hooks wrote) until the next forward.
+ * output. Outputs live in a per-forward arena of chained blocks: each module output has its
+ * own memory, which keeps the values hooks wrote for as long as later modules read it. The
+ * model output stays valid until the next forward; views handed to hooks are valid during the
+ * call (a GPT2Block releases its intermediates when it returns).
  */
 #ifndef LH_NN_MODULE_H
 #define LH_NN_MODULE_H
@@ -110,9 +112,11 @@ struct lh_model {
   int64_t width; /* features F, or n_positions */
   int64_t vocab; /* token models: embedding rows */
   int64_t row0;
-  /* per-forward arena: chained blocks, merged into one at the next reset */
+  /* per-forward arena: chained blocks, merged into one at the next reset (module.c) */
   lh_arena_block *blk;
   int64_t nblk, capblk;
+  int64_t cur;       /* block being filled */
+  int64_t min_block; /* floats in the first block (tests make it tiny) */
   /* hooks: list[2 * slot + dir], slot = module index, or nmod for the "td_module" wrapper */
   lh_hook_list *hooks;
   int wrapper_calls;
@@ -160,7 +164,8 @@ const char *lh_mod_shape_str(int ndim, const int64_t *shape, char *buf, int cap)
  * Local. */
 LH_NODISCARD lh_status lh_mod_call(lh_model *m, int64_t mi, const lh_tensor *x, lh_tensor *out);
 
-/* A fresh arena tensor of the given shape, valid until the next forward. Local. */
+/* A fresh arena tensor of the given shape (valid until the next forward, unless allocated
+ * inside a GPT2Block, see above). Local. */
 LH_NODISCARD lh_status lh_mod_tensor(lh_model *m, int ndim, const int64_t *shape, lh_tensor *out);
 
 /* --- hooks (hook.c) -------------------------------------------------------------------- */

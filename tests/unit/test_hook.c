@@ -248,29 +248,40 @@ static lh_status keep_view(const lh_hook_event *ev, void *user) {
   return LH_OK;
 }
 
+/* Checks, from linear3's fwd hook (after linear3's fwd_pre hook zeroed its input), that the
+ * activation output it read is still what the activation produced. */
+static lh_status activation_untouched(const lh_hook_event *ev, void *user) {
+  (void)ev;
+  const keep *act = user;
+  int64_t n = lh_tensor_numel(&act->view);
+  cr_expect_eq(n, 7 * 20);
+  cr_expect_eq(memcmp(act->view.data, act->copy, (size_t)n * sizeof(float)), 0);
+  double s = 0;
+  for (int64_t i = 0; i < n; i++) s += act->view.data[i];
+  cr_expect_gt(s, 0.0);
+  return LH_OK;
+}
+
 Test(hook_replace, fwd_pre_replacement_is_private_to_the_module) {
   float b3[5];
   linear3_bias(b3);
   lh_model *m = load(MLP);
   keep act = {0};
-  lh_hook_handle *h1 = NULL, *h2 = NULL;
+  lh_hook_handle *h1 = NULL, *h2 = NULL, *h3 = NULL;
   cr_assert_eq(
       lh_model_hook(m, "activation", true, LH_HOOK_FWD, (lh_hook_spec){keep_view, &act, NULL}, &h1),
       LH_OK);
   cr_assert_eq(
       lh_model_hook(m, "linear3", true, LH_HOOK_FWD_PRE, (lh_hook_spec){zero, NULL, NULL}, &h2),
       LH_OK);
+  cr_assert_eq(lh_model_hook(m, "linear3", true, LH_HOOK_FWD,
+                             (lh_hook_spec){activation_untouched, &act, NULL}, &h3),
+               LH_OK);
   lh_tensor y = run(m, "mlp");
   expect_rows_equal(&y, b3, 5);
-  /* the activation's output (linear3's input) is left as it was: the hook got a copy */
-  int64_t n = lh_tensor_numel(&act.view);
-  cr_assert_eq(n, 7 * 20);
-  cr_expect_eq(memcmp(act.view.data, act.copy, (size_t)n * sizeof(float)), 0);
-  double s = 0;
-  for (int64_t i = 0; i < n; i++) s += act.copy[i];
-  cr_expect_gt(s, 0.0);
   lh_hook_remove(&h2);
   lh_hook_remove(&h1);
+  lh_hook_remove(&h3);
   free(act.copy);
   lh_model_destroy(&m);
 }

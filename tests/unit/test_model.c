@@ -6,16 +6,19 @@
 #include "unit/nnfix.h"
 
 #include "latenthook/mem.h"
+#include "nn/module.h" /* the arena's block size, to exercise block changes */
 
 /* Hooks every module (fwd and fwd_pre, relative names), runs the fixture input and compares
  * with expected.h5. */
-static void golden(const char *model_path, const char *fixture, const char *input_dset) {
+static void golden_ex(const char *model_path, const char *fixture, const char *input_dset,
+                      int64_t min_block) {
   char data[512], expected[512], path[512];
   snprintf(data, sizeof data, "%s/%s/data.h5", NN_DIR, fixture);
   snprintf(expected, sizeof expected, "%s/%s/expected.h5", NN_DIR, fixture);
   lh_model *m = NULL;
   lh_status st = lh_model_load(model_path, &m);
   cr_assert_eq(st, LH_OK, "%s: %s", model_path, lh_error_message());
+  if (min_block > 0) m->min_block = min_block;
   int64_t n = lh_model_module_count(m);
   nn_rec *fwd = calloc((size_t)n, sizeof *fwd), *pre = calloc((size_t)n, sizeof *pre);
   lh_hook_handle **h = calloc((size_t)(2 * n), sizeof *h);
@@ -92,6 +95,10 @@ static void golden(const char *model_path, const char *fixture, const char *inpu
   cr_expect_null(m);
 }
 
+static void golden(const char *model_path, const char *fixture, const char *input_dset) {
+  golden_ex(model_path, fixture, input_dset, 0);
+}
+
 Test(model_golden, mlp_safetensors) {
   golden(NN_DIR "/mlp/model.yaml", "mlp", "/inputs");
 }
@@ -106,6 +113,34 @@ Test(model_golden, gpt2) {
 }
 Test(model_golden, gpt2_bare_checkpoint_layout) {
   golden(NN_DIR "/gpt2_bare", "gpt2", "/tokens");
+}
+
+Test(model_golden, gpt2_tiny_arena_blocks) {
+  /* the first forward fills a chain of small blocks, so that block outputs move across blocks */
+  golden_ex(NN_DIR "/gpt2", "gpt2", "/tokens", 16);
+}
+
+Test(model_golden, gpt2_memory_grows_with_one_block_not_the_depth) {
+  lh_model *m = NULL;
+  cr_assert_eq(lh_model_load(NN_DIR "/gpt2", &m), LH_OK, "%s", lh_error_message());
+  m->min_block = 16;
+  nn_arr in = nn_h5_read(NN_DIR "/gpt2/data.h5", "/tokens");
+  lh_tensor x = nn_tensor(&in), y;
+  nn_arr want = nn_h5_read(NN_DIR "/gpt2/expected.h5", "/output");
+  for (int pass = 0; pass < 2; pass++) {
+    cr_assert_eq(lh_model_forward(m, &x, &y), LH_OK, "%s", lh_error_message());
+    nn_expect_close("output", y.data, y.ndim, y.shape, &want, NN_TOL);
+    /* live floats at the end: the input, wte, positions, wpe, their sum, two block outputs,
+     * ln_f and the logits (about 28k); one block's intermediates alone are about 74k */
+    int64_t used = 0;
+    for (int64_t b = 0; b < m->nblk; b++) used += m->blk[b].used;
+    cr_expect_leq(used, 30000, "pass %d: %lld floats in use after the forward", pass,
+                  (long long)used);
+  }
+  cr_expect_eq(m->nblk, 1, "blocks merged at the second forward");
+  free(want.data);
+  free(in.data);
+  lh_model_destroy(&m);
 }
 
 Test(model_golden, forward_twice_gives_the_same_output) {
