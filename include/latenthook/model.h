@@ -59,8 +59,9 @@ const char *lh_model_module_type(const lh_model *m, int64_t i);
 int64_t lh_model_module_find(const lh_model *m, const char *name);
 
 /* Registers `spec` on module `name` (a relative name, "" for the root; an absolute name
- * when relative is false). LH_ERR_KEY naming the closest existing names when there is no
- * such module. The handle removes the hook. LH_ERR_RUNTIME from inside a hook. Local. */
+ * when relative is false; or a tdhook path: "h[0]", "h[-1]" into a Sequential/ModuleList,
+ * "<literal>" segments, extra dots ignored). LH_ERR_KEY naming the closest existing names
+ * when there is no such module. The handle removes the hook. LH_ERR_RUNTIME from inside a hook. Local. */
 LH_NODISCARD lh_status lh_model_hook(lh_model *m, const char *name, bool relative,
                                      lh_hook_dir dir, lh_hook_spec spec, lh_hook_handle **out);
 

@@ -7,7 +7,8 @@
  * Python's re.match), seen either from the user's model (relative names: "linear2") or from
  * tdhook's HookedModule around it (absolute names: "td_module", "td_module.module",
  * "td_module.module.linear2"; SPEC 1.2, TV-16). The relative root "" can be hooked by name but
- * a pattern never selects it, as MultiHookManager skips the root of its walk.
+ * a pattern never selects it, as MultiHookManager skips the root of its walk. A name may also
+ * be one of tdhook's paths ("h[0]", "h[-1]", "<h>.<0>"); ev->name is then the path as given.
  *
  * Each module has one list of hooks per direction, in registration order; the wrapper
  * "td_module" has its own slot after the last module. A handle owns the entries it registered
@@ -229,14 +230,68 @@ done:
   return st;
 }
 
+/* The child of module `parent` registered as `attr` (attr has length n), or -1. */
+static int64_t child_named(const lh_model *m, int64_t parent, const char *attr, size_t n) {
+  const lh_module *p = &m->mod[parent];
+  size_t skip = p->name[0] ? strlen(p->name) + 1 : 0;
+  for (int64_t c = 0; c < p->nchild; c++) {
+    const char *cn = m->mod[p->child[c]].name + skip;
+    if (strlen(cn) == n && strncmp(cn, attr, n) == 0) return p->child[c];
+  }
+  return -1;
+}
+
+/* A tdhook path (SPEC 1.1 resolve_submodule_path, the forms a C port supports) walked from
+ * the root: dotted names with runs of dots collapsed and outer dots ignored ("h.0"),
+ * literal segments "<name>", and indices "[i]" (negative from the end) into a Sequential or
+ * ModuleList. The module index, or -1. */
+static int64_t resolve_path(const lh_model *m, const char *path) {
+  int64_t cur = 0;
+  const char *s = path;
+  while (*s) {
+    if (*s == '.') {
+      s++;
+      continue;
+    }
+    if (*s == '<') {
+      const char *e = strchr(s + 1, '>');
+      if (!e) return -1;
+      cur = child_named(m, cur, s + 1, (size_t)(e - s - 1));
+      s = e + 1;
+    } else if (*s == '[') {
+      char *e = NULL;
+      long long i = strtoll(s + 1, &e, 10);
+      const lh_module *c = &m->mod[cur];
+      if (e == s + 1 || *e != ']') return -1;
+      if (c->kind != LH_MOD_SEQUENTIAL && c->kind != LH_MOD_MODULELIST) return -1;
+      if (i < 0) i += c->nchild;
+      if (i < 0 || i >= c->nchild) return -1;
+      cur = c->child[i];
+      s = e + 1;
+    } else {
+      size_t n = strcspn(s, ".[<");
+      cur = child_named(m, cur, s, n);
+      s += n;
+    }
+    if (cur < 0) return -1;
+  }
+  return cur;
+}
+
+/* The module called `name` (relative): an exact name, else a path. -1 when there is none. */
+static int64_t find_module(const lh_model *m, const char *name) {
+  int64_t i = lh_model_module_find(m, name);
+  return i >= 0 ? i : resolve_path(m, name);
+}
+
 /* The slot called `name` in the given mode, or -1. */
 static int64_t find_slot(const lh_model *m, const char *name, bool relative) {
-  if (relative) return lh_model_module_find(m, name);
+  if (relative) return find_module(m, name);
   if (strcmp(name, ABS_WRAPPER) == 0) return m->nmod;
   if (strcmp(name, ABS_ROOT) == 0) return 0;
-  size_t k = strlen(ABS_ROOT ".");
-  if (strncmp(name, ABS_ROOT ".", k) != 0 || name[k] == '\0') return -1;
-  int64_t i = lh_model_module_find(m, name + k);
+  size_t k = strlen(ABS_ROOT);
+  if (strncmp(name, ABS_ROOT, k) != 0 || (name[k] != '.' && name[k] != '[')) return -1;
+  int64_t i = find_module(m, name + k);
   return i > 0 ? i : -1;
 }
 

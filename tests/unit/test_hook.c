@@ -707,3 +707,64 @@ Test(hook_gpt2, replacing_attention_probabilities) {
   free(mixed.copy);
   lh_model_destroy(&m);
 }
+
+/* --- tdhook paths --------------------------------------------------------------------------- */
+
+static lh_status name_of(const lh_hook_event *ev, void *user) {
+  seen *s = user;
+  snprintf(s->name, sizeof s->name, "%s", ev->name);
+  snprintf(s->type, sizeof s->type, "%s", ev->type);
+  s->calls[0]++;
+  return LH_OK;
+}
+
+/* Hooks `path` and returns (in s) what fired, after one forward. */
+static void hook_path(lh_model *m, const char *model, const char *path, bool relative, seen *s) {
+  lh_hook_handle *h = NULL;
+  memset(s, 0, sizeof *s);
+  lh_status st =
+      lh_model_hook(m, path, relative, LH_HOOK_FWD, (lh_hook_spec){name_of, s, NULL}, &h);
+  cr_assert_eq(st, LH_OK, "'%s': %s", path, lh_error_message());
+  run(m, model);
+  lh_hook_remove(&h);
+}
+
+Test(hook_paths, index_literal_and_dots) {
+  lh_model *m = load(NN_DIR "/gpt2");
+  static const struct {
+    const char *path;
+    bool relative;
+    const char *type;
+  } ok[] = {
+      {"transformer.h[1].attn", true, "GPT2Attention"},
+      {"transformer.h[-1].mlp.act", true, "NewGELUActivation"},
+      {"transformer.h[-2]", true, "GPT2Block"},
+      {"<transformer>.<h>.<0>.ln_1", true, "LayerNorm"},
+      {".transformer..h.0.", true, "GPT2Block"},
+      {"td_module.module.transformer.h[1]", false, "GPT2Block"},
+  };
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    seen s;
+    hook_path(m, "gpt2", ok[i].path, ok[i].relative, &s);
+    cr_expect_eq(s.calls[0], 1, "%s fired %d times", ok[i].path, s.calls[0]);
+    cr_expect_str_eq(s.name, ok[i].path); /* the name as registered */
+    cr_expect_str_eq(s.type, ok[i].type, "%s", ok[i].path);
+  }
+  static const char *const bad[] = {"transformer.h[2]", "transformer.h[-3]",
+                                    "transformer[0]",   "transformer.h[x]",
+                                    "<transformer",     "transformer.h.0.attn[0]"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    lh_hook_handle *h = NULL;
+    cr_expect_eq(lh_model_hook(m, bad[i], true, LH_HOOK_FWD, (lh_hook_spec){noop, NULL, NULL}, &h),
+                 LH_ERR_KEY, "%s", bad[i]);
+    cr_expect_null(h);
+  }
+  lh_model_destroy(&m);
+  /* a YAML Sequential indexes its named children */
+  m = load(NN_DIR "/mix/model.yaml");
+  seen s;
+  hook_path(m, "mix", "block[-1]", true, &s);
+  cr_expect_str_eq(s.type, "Linear");
+  cr_expect_eq(s.calls[0], 1);
+  lh_model_destroy(&m);
+}
