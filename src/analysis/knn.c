@@ -318,24 +318,57 @@ static void rank_tile(ring_ctx *rc, void *user, const ring_block *q, int64_t i0,
       unsigned char f[64];
       int any = 0;
       if (rc->wt == LH_F32) {
+        /* written without stores through aliasable pointers or branches in the loop, so
+         * that it vectorises: the visiting side's certain counts go to cc[] first */
         const float al = q->lbnf[qi], au = q->ubnf[qi];
         const float tr = u->want ? rs->h.tauf[qi] : -INFINITY;
         const float rmin = rs->tminf[qi], rmax = rs->tmaxf[qi];
-        for (int64_t jj = b0; jj < b1; jj++) {
-          float lb = al + c->lbnf[jj] - 2.0f * G[jj], ub = au + c->ubnf[jj] - 2.0f * G[jj];
-          unsigned char rcert = ub < rmin;
-          unsigned char fl = (lb <= tr) | ((lb <= rmax) & !rcert);
-          unsigned char ccert = 0;
-          if (cs) {
-            ccert = ub < cs->tminf[jj];
-            float tcn = u->want ? cs->h.tauf[jj] : -INFINITY;
-            fl |= (lb <= tcn) | ((lb <= cs->tmaxf[jj]) & !ccert);
-            cs->call[jj] += ccert;
+        const int w = (int)(b1 - b0);
+        const float *restrict lbc = c->lbnf + b0, *restrict ubc = c->ubnf + b0;
+        const float *restrict g = G + b0;
+        unsigned char *restrict fo = f;
+        int cert = 0, an = 0;
+        if (cs) {
+          static const float NEG[64] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                                        -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                                        -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                                        -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                                        -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                                        -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                                        -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                                        -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                                        -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                                        -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                                        -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                                        -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                                        -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+          const float *restrict ctmin = cs->tminf + b0, *restrict ctmax = cs->tmaxf + b0;
+          const float *restrict ctau = u->want ? cs->h.tauf + b0 : NEG;
+          unsigned char cc[64];
+          for (int jj = 0; jj < w; jj++) {
+            float lb = al + lbc[jj] - 2.0f * g[jj], ub = au + ubc[jj] - 2.0f * g[jj];
+            int rcert = ub < rmin, ccert = ub < ctmin[jj];
+            int fl = (lb <= tr) | ((lb <= rmax) & !rcert) | (lb <= ctau[jj]) |
+                     ((lb <= ctmax[jj]) & !ccert);
+            fo[jj] = (unsigned char)(fl | (rcert << 1) | (ccert << 2));
+            cc[jj] = (unsigned char)ccert;
+            cert += rcert;
+            an |= fl;
           }
-          certain += rcert;
-          f[jj - b0] = (unsigned char)(fl | (rcert << 1) | (ccert << 2));
-          any |= fl;
+          int64_t *restrict call = cs->call + b0;
+          for (int jj = 0; jj < w; jj++) call[jj] += cc[jj];
+        } else {
+          for (int jj = 0; jj < w; jj++) {
+            float lb = al + lbc[jj] - 2.0f * g[jj], ub = au + ubc[jj] - 2.0f * g[jj];
+            int rcert = ub < rmin;
+            int fl = (lb <= tr) | ((lb <= rmax) & !rcert);
+            fo[jj] = (unsigned char)(fl | (rcert << 1));
+            cert += rcert;
+            an |= fl;
+          }
         }
+        certain += cert;
+        any |= an;
       } else {
         const double al = q->lbn[qi], au = q->ubn[qi];
         const double tr = u->want ? rs->h.tau[qi] : -INFINITY;

@@ -38,7 +38,8 @@ static lh_dmat *load(json_t *rows) {
   double *x = lh_dmat_local(m);
   for (int64_t i = 0; i < lh_dmat_local_rows(m); i++)
     for (int64_t j = 0; j < D; j++)
-      x[i * D + j] = hexd(json_array_get(json_array_get(rows, (size_t)(lh_dmat_row_offset(m) + i)), (size_t)j));
+      x[i * D + j] = hexd(
+          json_array_get(json_array_get(rows, (size_t)(lh_dmat_row_offset(m) + i)), (size_t)j));
   return m;
 }
 
@@ -111,8 +112,8 @@ static void check_ii(const char *name, lh_dmat *A, lh_dmat *B, json_t *list) {
     MT_OK(lh_ii_run(A, B, &o, &r));
     double ab = hexd(json_object_get(e, "a_to_b")), ba = hexd(json_object_get(e, "b_to_a"));
     MT_CHECK(close_rel(r.a_to_b, ab, 1e-12) && close_rel(r.b_to_a, ba, 1e-12),
-             "%s p=%g k=%lld: II %.17g / %.17g, reference %.17g / %.17g", name, o.p,
-             (long long)o.k, r.a_to_b, r.b_to_a, ab, ba);
+             "%s p=%g k=%lld: II %.17g / %.17g, reference %.17g / %.17g", name, o.p, (long long)o.k,
+             r.a_to_b, r.b_to_a, ab, ba);
   }
 }
 
@@ -122,7 +123,8 @@ static void golden(json_t *doc) {
   json_array_foreach(json_object_get(doc, "cka_cases"), idx, c) {
     lh_dmat *X = load(json_object_get(c, "X")), *Y = load(json_object_get(c, "Y"));
     check_cka(json_string_value(json_object_get(c, "name")), X, Y, json_object_get(c, "cka"));
-    check_kernel_cka(json_string_value(json_object_get(c, "name")), X, Y, json_object_get(c, "cka"));
+    check_kernel_cka(json_string_value(json_object_get(c, "name")), X, Y,
+                     json_object_get(c, "cka"));
     lh_dmat_destroy(&X);
     lh_dmat_destroy(&Y);
   }
@@ -175,7 +177,8 @@ static void golden(json_t *doc) {
   double c1 = 0, c2 = 0;
   MT_OK(lh_cka_linear(X, Y, &o, &c1));
   MT_OK(lh_cka_linear(X, S, &o, &c2));
-  MT_CHECK(fabs(c1 - 1) < 1e-12 && fabs(c2 - 1) < 1e-12, "invariance: CKA(X, XQ) = %.17g, CKA(X, 7.5X) = %.17g", c1, c2);
+  MT_CHECK(fabs(c1 - 1) < 1e-12 && fabs(c2 - 1) < 1e-12,
+           "invariance: CKA(X, XQ) = %.17g, CKA(X, 7.5X) = %.17g", c1, c2);
   lh_dmat_destroy(&X);
   lh_dmat_destroy(&Y);
   lh_dmat_destroy(&S);
@@ -209,8 +212,8 @@ static void stream_selection_stages(void) {
     double cs, mxs, mys;
     o.debiased = deb;
     MT_OK(lh_cka_kernel(X, Y, &o, &cs, &mxs, &mys));
-    MT_CHECK(mt_same(mxs, mxh) && mt_same(mys, myh), "streamed medians %.17g %.17g, held %.17g %.17g",
-             mxs, mys, mxh, myh);
+    MT_CHECK(mt_same(mxs, mxh) && mt_same(mys, myh),
+             "streamed medians %.17g %.17g, held %.17g %.17g", mxs, mys, mxh, myh);
     if (!deb) MT_CHECK(close_rel(cs, ch, 1e-10), "streamed CKA %.17g, held %.17g", cs, ch);
   }
   lh_log_setup(LH_LOG_INFO, -1, -1);
@@ -244,8 +247,8 @@ static void matrices_match_pairs(void) {
       for (int b = 0; b < L; b++) {
         double c = 0;
         MT_OK(lh_cka_linear(layers[a], layers[b], &co, &c));
-        MT_CHECK(close_rel(M[a * L + b], c, 1e-12), "CKA matrix [%d][%d] %.17g, pairwise %.17g", a, b,
-                 M[a * L + b], c);
+        MT_CHECK(close_rel(M[a * L + b], c, 1e-12), "CKA matrix [%d][%d] %.17g, pairwise %.17g", a,
+                 b, M[a * L + b], c);
       }
   }
   lh_ii_opts io = lh_ii_defaults();
@@ -261,7 +264,8 @@ static void matrices_match_pairs(void) {
         lh_ii_result r;
         MT_OK(lh_ii_run(layers[a], layers[b], &io, &r));
         MT_CHECK(M[a * L + b] == r.a_to_b && M[b * L + a] == r.b_to_a,
-                 "II matrix [%d][%d] %.17g, pairwise %.17g (k=%d)", a, b, M[a * L + b], r.a_to_b, k);
+                 "II matrix [%d][%d] %.17g, pairwise %.17g (k=%d)", a, b, M[a * L + b], r.a_to_b,
+                 k);
       }
   }
   for (int a = 0; a < L; a++) lh_dmat_destroy(&layers[a]);
@@ -309,6 +313,41 @@ static void gram_chunks(void) {
   lh_dmat_destroy(&Z);
 }
 
+/* The float32 screen (vectorised bounds) against the float64 one on the same values: exact
+ * distances are computed from the values, so the ranks and the imbalance must be identical. */
+static void ii_f32_matches_f64(void) {
+  const int64_t N = 3001, D = 24;
+  lh_dmat *A = NULL, *B = NULL, *A64 = NULL, *B64 = NULL;
+  MT_OK(lh_dmat_create(MPI_COMM_WORLD, LH_F32, N, D, &A));
+  MT_OK(lh_dmat_create(MPI_COMM_WORLD, LH_F32, N, D, &B));
+  float *a = lh_dmat_local(A), *b = lh_dmat_local(B);
+  for (int64_t i = 0; i < lh_dmat_local_rows(A); i++) {
+    int64_t g = lh_dmat_row_offset(A) + i;
+    for (int64_t j = 0; j < D; j++) {
+      a[i * D + j] = (float)sin(0.37 * (double)g * (double)(j % 5 + 1) + (double)j);
+      b[i * D + j] = (float)(cos(0.11 * (double)g + (double)(j % 3)) + 0.1 * a[i * D + j]);
+    }
+  }
+  MT_OK(lh_dmat_create(MPI_COMM_WORLD, LH_F64, N, D, &A64));
+  MT_OK(lh_dmat_create(MPI_COMM_WORLD, LH_F64, N, D, &B64));
+  MT_OK(lh_dmat_copy(A, A64));
+  MT_OK(lh_dmat_copy(B, B64));
+  for (int k = 1; k <= 3; k += 2) {
+    lh_ii_opts o = lh_ii_defaults();
+    o.k = k;
+    lh_ii_result r32, r64;
+    MT_OK(lh_ii_run(A, B, &o, &r32));
+    MT_OK(lh_ii_run(A64, B64, &o, &r64));
+    MT_CHECK(r32.a_to_b == r64.a_to_b && r32.b_to_a == r64.b_to_a && r32.a_to_b > 0.05,
+             "II k=%d float32 %.17g / %.17g, float64 %.17g / %.17g", k, r32.a_to_b, r32.b_to_a,
+             r64.a_to_b, r64.b_to_a);
+  }
+  lh_dmat_destroy(&A);
+  lh_dmat_destroy(&B);
+  lh_dmat_destroy(&A64);
+  lh_dmat_destroy(&B64);
+}
+
 /* A kernel matrix written to HDF5 holds the centred Gram matrix X~ X~^T. */
 static void kmat_round_trip(void) {
   int P;
@@ -323,7 +362,8 @@ static void kmat_round_trip(void) {
       mean[j] += x[i][j] / (double)N;
     }
   for (int64_t i = 0; i < lh_dmat_local_rows(X); i++)
-    for (int j = 0; j < D; j++) ((double *)lh_dmat_local(X))[i * D + j] = x[lh_dmat_row_offset(X) + i][j];
+    for (int j = 0; j < D; j++)
+      ((double *)lh_dmat_local(X))[i * D + j] = x[lh_dmat_row_offset(X) + i][j];
   lh_blacs *g = NULL;
   lh_kmat *K = NULL;
   lh_h5_out *o = NULL;
@@ -359,9 +399,12 @@ static void kmat_round_trip(void) {
 }
 
 static void expect_err(lh_status st, lh_status want, const char *needle) {
-  MT_CHECK(st == want, "got %s, expected %s (%s)", lh_status_name(st), lh_status_name(want), lh_error_message());
+  MT_CHECK(st == want, "got %s, expected %s (%s)", lh_status_name(st), lh_status_name(want),
+           lh_error_message());
   int pend = lh_error_pending();
-  if (pend) MT_CHECK(strstr(lh_error_message(), needle) != NULL, "message '%s' lacks '%s'", lh_error_message(), needle);
+  if (pend)
+    MT_CHECK(strstr(lh_error_message(), needle) != NULL, "message '%s' lacks '%s'",
+             lh_error_message(), needle);
   MPI_Allreduce(MPI_IN_PLACE, &pend, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
   MT_CHECK(pend == 1, "%d ranks hold the message", pend);
   lh_error_clear();
@@ -374,10 +417,12 @@ static void errors(void) {
   MT_OK(lh_dmat_create(MPI_COMM_WORLD, LH_F64, 1, 2, &one));
   double c;
   lh_cka_opts o = lh_cka_defaults();
-  expect_err(lh_cka_linear(a, b, &o, &c), LH_ERR_VALUE, "Expected matching sample counts, got 5 and 6");
+  expect_err(lh_cka_linear(a, b, &o, &c), LH_ERR_VALUE,
+             "Expected matching sample counts, got 5 and 6");
   lh_ii_opts io = lh_ii_defaults();
   lh_ii_result r;
-  expect_err(lh_ii_run(a, b, &io, &r), LH_ERR_VALUE, "Expected matching sample counts, got 5 and 6");
+  expect_err(lh_ii_run(a, b, &io, &r), LH_ERR_VALUE,
+             "Expected matching sample counts, got 5 and 6");
   expect_err(lh_ii_run(one, one, &io, &r), LH_ERR_VALUE, "Expected at least 2 samples, got 1");
   io.k = 5;
   expect_err(lh_ii_run(a, a, &io, &r), LH_ERR_VALUE, "k must be between 1 and N - 1 = 4");
@@ -387,7 +432,8 @@ static void errors(void) {
   lh_dmat *small = NULL;
   MT_OK(lh_dmat_create(MPI_COMM_WORLD, LH_F64, 3, 2, &small));
   o.debiased = true;
-  expect_err(lh_cka_linear(small, small, &o, &c), LH_ERR_VALUE, "debiased CKA needs at least 4 samples");
+  expect_err(lh_cka_linear(small, small, &o, &c), LH_ERR_VALUE,
+             "debiased CKA needs at least 4 samples");
   lh_dmat_destroy(&a);
   lh_dmat_destroy(&b);
   lh_dmat_destroy(&one);
@@ -406,6 +452,7 @@ int main(int argc, char **argv) {
   stream_selection_stages();
   matrices_match_pairs();
   gram_chunks();
+  ii_f32_matches_f64();
   kmat_round_trip();
   errors();
   return mt_finish("mpi_sim");
