@@ -78,6 +78,12 @@ void lh_hook_remove(lh_hook_handle **h);
 /* Global index of the next forward's first sample, passed to hooks as ev->row0. Local. */
 void lh_model_set_row0(lh_model *m, int64_t row0);
 
+/* Makes the following forwards stop right after the fwd hooks of call `call` (0 = first) of
+ * module `module` (an index as lh_model_module_find gives), skipping the rest of the model,
+ * as tdhook's stopping hook does; *output is then an empty tensor (ndim 0). module < 0
+ * restores full forwards. Local. */
+void lh_model_stop_after(lh_model *m, int64_t module, int call);
+
 /* Runs the model on `input` (features (B, F) or token ids (B, T)), firing hooks. *output
  * becomes a view of the model output inside the model's workspace, valid until the next
  * forward or destroy. Token ids outside [0, vocab) and wrong widths are LH_ERR_VALUE; a hook's

@@ -59,6 +59,8 @@ typedef struct ctx {
   int64_t nb;         /* samples in the current forward (a whole global batch) */
   int64_t lo, hi;     /* global rows of the current forward this rank keeps */
   int64_t row_offset; /* global index of this rank's first row */
+  int64_t last_order; /* module index and call of the probe's last event (early stop) */
+  int last_call;
 } ctx;
 
 lh_cache_opts lh_cache_defaults(void) {
@@ -137,6 +139,8 @@ static lh_status on_tensor(const lh_hook_event *ev, void *user) {
       e->dir = ev->dir;
       e->order = module_order(x->model, ev->name, x->o->relative);
     }
+    x->last_order = e->order;
+    x->last_call = ev->call;
     e->k = t->ndim - 1; /* the last call's shape is the one kept */
     for (int i = 1; i < t->ndim; i++) e->shape[i - 1] = t->shape[i];
     return LH_OK;
@@ -220,7 +224,7 @@ lh_status lh_cache_run(MPI_Comm comm, lh_model *model, const char *inputs,
   lh_cache *c = NULL;
   lh_hook_handle *h[LH_CACHE_MAX_DIRS] = {NULL, NULL};
   float *buf = NULL, *probe = NULL;
-  ctx x = {.model = model, .o = opts};
+  ctx x = {.model = model, .o = opts, .last_order = -1};
   lh_progress bar;
   bool bar_on = false;
   static lh_event ev = -2;
@@ -311,6 +315,10 @@ lh_status lh_cache_run(MPI_Comm comm, lh_model *model, const char *inputs,
     }
   }
   LH_TRY(lh_agree(comm, local));
+  /* without the model output, the forwards stop after the last hooked call (tdhook's
+   * stopping hook): e.g. the LM head of GPT-2 is never computed for a cache of its blocks */
+  if (!opts->keep_output && x.last_order >= 0 && x.last_order < lh_model_module_count(model))
+    lh_model_stop_after(model, x.last_order, x.last_call);
   int64_t outE = 1;
   for (int j = 0; j < c->out_k; j++) outE *= c->out_shape[j];
   for (int64_t i = 0; i < c->count; i++)
@@ -359,6 +367,7 @@ lh_status lh_cache_run(MPI_Comm comm, lh_model *model, const char *inputs,
   c = NULL;
 done:
   if (bar_on) lh_progress_finish(&bar);
+  lh_model_stop_after(model, -1, 0);
   for (int i = 0; i < LH_CACHE_MAX_DIRS; i++) lh_hook_remove(&h[i]);
   lh_cache_destroy(&c);
   lh_h5_close(&d);

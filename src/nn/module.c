@@ -136,6 +136,7 @@ lh_status lh_mod_model_new(const char *path, lh_mod_kind kind, const char *type,
   LH_TRY(lh_alloc(1, sizeof *m, true, "model", &m));
   LH_TRY(str_dup(path, "model path", &m->path));
   m->min_block = ARENA_MIN_BLOCK;
+  m->stop_mod = -1;
   LH_TRY(grow(&m->mod, &m->capmod, 1, sizeof *m->mod, "module table"));
   module_init(&m->mod[0], kind, type, -1);
   LH_TRY(str_dup("", "module name", &m->mod[0].name));
@@ -703,6 +704,11 @@ lh_status lh_mod_call(lh_model *m, int64_t mi, const lh_tensor *x, lh_tensor *ou
   }
   LH_TRY(run_module(m, mi, &in, &y));
   LH_TRY(lh_hook_fire(m, mi, LH_HOOK_FWD, &y, call));
+  if (mi == m->stop_mod && call == m->stop_call) {
+    /* unwind without an error message: lh_model_forward turns this back into success */
+    m->stopped = true;
+    return LH_ERR_RUNTIME;
+  }
   *out = y;
 done:
   return st;
@@ -789,6 +795,11 @@ void lh_model_set_row0(lh_model *m, int64_t row0) {
   m->row0 = row0;
 }
 
+void lh_model_stop_after(lh_model *m, int64_t module, int call) {
+  m->stop_mod = module >= 0 && module < m->nmod ? module : -1;
+  m->stop_call = call;
+}
+
 static lh_status check_input(const lh_model *m, const lh_tensor *x) {
   lh_status st = LH_OK;
   char b[128];
@@ -825,6 +836,7 @@ lh_status lh_model_forward(lh_model *m, const lh_tensor *input, lh_tensor *outpu
   LH_TRY(arena_reset(m));
   for (int64_t i = 0; i < m->nmod; i++) m->mod[i].calls = 0;
   m->wrapper_calls = 0;
+  m->stopped = false;
   m->in_forward = entered = true;
   lh_tensor x, y;
   LH_TRY(lh_mod_tensor(m, input->ndim, input->shape, &x));
@@ -837,6 +849,11 @@ lh_status lh_model_forward(lh_model *m, const lh_tensor *input, lh_tensor *outpu
   LH_TRY(lh_hook_fire(m, m->nmod, LH_HOOK_FWD, &y, call));
   *output = y;
 done:
+  if (st != LH_OK && m && m->stopped) {
+    /* stopped early on purpose: no model output */
+    st = LH_OK;
+    memset(output, 0, sizeof *output);
+  }
   if (entered) {
     m->in_forward = false;
     lh_hook_reap(m); /* handles removed by hooks during the pass */

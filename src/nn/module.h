@@ -123,6 +123,11 @@ struct lh_model {
   lh_hook_handle **handles; /* live handles, removed with the model */
   int64_t nhandles, caphandles;
   bool in_forward;
+  /* early stop (lh_model_stop_after): after the fwd hooks of call stop_call of module
+   * stop_mod; stopped marks the unwinding */
+  int64_t stop_mod;
+  int stop_call;
+  bool stopped;
 };
 
 /* --- building (module.c) --------------------------------------------------------------- */

@@ -768,3 +768,34 @@ Test(hook_paths, index_literal_and_dots) {
   cr_expect_eq(s.calls[0], 1);
   lh_model_destroy(&m);
 }
+
+/* tdhook's stopping hook: the forward ends right after the chosen call of a module. In the
+ * MLP (linear1, activation, linear2, activation, linear3) stopping after activation's first
+ * call leaves linear2, the second activation and linear3 unrun. */
+Test(hook_stop, forward_stops_after_the_chosen_call) {
+  lh_model *m = load(MLP);
+  tagger t = {"fwd"};
+  lh_hook_handle *h = NULL;
+  int64_t n = 0;
+  cr_assert_eq(
+      lh_model_hook_pattern(m, "", true, LH_HOOK_FWD, (lh_hook_spec){log_hook, &t, NULL}, &h, &n),
+      LH_OK);
+  g_log[0] = '\0';
+  lh_model_stop_after(m, lh_model_module_find(m, "activation"), 0);
+  lh_tensor y = run(m, "mlp");
+  cr_expect_eq(y.ndim, 0, "an early-stopped forward has no output");
+  cr_expect_str_eq(g_log, "fwd:linear1:0;fwd:activation:0;");
+  g_log[0] = '\0';
+  lh_model_stop_after(m, lh_model_module_find(m, "activation"), 1);
+  run(m, "mlp");
+  cr_expect_str_eq(g_log, "fwd:linear1:0;fwd:activation:0;fwd:linear2:0;fwd:activation:1;");
+  g_log[0] = '\0';
+  lh_model_stop_after(m, -1, 0);
+  y = run(m, "mlp");
+  cr_expect_eq(y.ndim, 2);
+  cr_expect_str_eq(g_log,
+                   "fwd:linear1:0;fwd:activation:0;fwd:linear2:0;fwd:activation:1;"
+                   "fwd:linear3:0;");
+  lh_hook_remove(&h);
+  lh_model_destroy(&m);
+}
