@@ -88,6 +88,11 @@ LH_NODISCARD lh_status lh_patch_create(MPI_Comm comm, lh_model *model, const cha
 LH_NODISCARD lh_status lh_patch_record(lh_patch *p, const char *inputs, int64_t batch_size,
                                        bool progress, lh_cache **clean);
 
+/* Checks that the patched inputs have the shape of the clean inputs (else LH_ERR_VALUE naming
+ * both shapes), before any forward. A clean dataset that is not 2-D passes (lh_cache_run
+ * explains it). Collective. */
+LH_NODISCARD lh_status lh_patch_check_inputs(MPI_Comm comm, const char *clean, const char *patched);
+
 /* The patched run on `inputs` (same shape as the clean inputs, else LH_ERR_VALUE saying so):
  * the modules with active[i] (NULL: all) are replaced through fn(user) (fn NULL: full
  * replacement). *patched is the model output reduced by output_reduce (NULL: none).

@@ -263,6 +263,7 @@ lh_status cmd_patch(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
   local = lh_patch_create(comm, m, a.modules, a.nmodules, &p);
   if (local != LH_OK) lh_error_prefix("--modules: ");
   LH_TRY(local);
+  LH_TRY(lh_patch_check_inputs(comm, a.inputs, a.patched));
   LH_TRY(lh_h5_out_create(comm, a.out, &o)); /* fails early on an unwritable folder */
   double t0 = MPI_Wtime();
   LH_TRY(lh_patch_record(p, a.inputs, a.batch, cc->progress, &clean));
@@ -270,10 +271,7 @@ lh_status cmd_patch(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
                    : a.units_given   ? lh_patch_replace_units
                                      : lh_patch_replace;
   void *user = a.positions_given ? (void *)&a.pos : a.units_given ? (void *)&a.u : NULL;
-  local = lh_patch_run(p, a.patched, NULL, fn, user, NULL, &patched);
-  if (local != LH_OK && !strstr(lh_error_message(), "--patched-inputs"))
-    lh_error_prefix("--patched-inputs: ");
-  LH_TRY(local);
+  LH_TRY(lh_patch_run(p, a.patched, NULL, fn, user, NULL, &patched));
   if (a.sweep)
     LH_TRY(lh_patch_sweep_run(p, clean, a.patched, a.per_position, a.a, a.b, cc->progress, &sw));
   double t_run = MPI_Wtime() - t0;

@@ -75,13 +75,12 @@ lh_status lh_patch_replace_positions(const char *key, lh_tensor *output, const l
   const int k = output->ndim - 1;
   if (k < 2)
     return LH_ERROR(LH_ERR_VALUE,
-                    "module '%s': output of per-sample shape (%lld) has no position axis to "
-                    "patch",
-                    key, (long long)(k == 1 ? output->shape[1] : 1));
+                    "'%s' outputs per-sample vectors (%lld): no position axis to patch", key,
+                    (long long)(k == 1 ? output->shape[1] : 1));
   const int64_t T = output->shape[output->ndim - 2], C = output->shape[output->ndim - 1];
   if (r->lo < 0 || r->hi > T || r->lo >= r->hi)
-    return LH_ERROR(LH_ERR_VALUE, "module '%s': positions %lld:%lld outside its %lld positions",
-                    key, (long long)r->lo, (long long)r->hi, (long long)T);
+    return LH_ERROR(LH_ERR_VALUE, "positions %lld:%lld outside the %lld positions of '%s'",
+                    (long long)r->lo, (long long)r->hi, (long long)T, key);
   const int64_t outer = lh_tensor_numel(output) / (T * C);
   for (int64_t o = 0; o < outer; o++)
     memcpy(output->data + (o * T + r->lo) * C, clean->data + (o * T + r->lo) * C,
@@ -95,8 +94,8 @@ lh_status lh_patch_replace_units(const char *key, lh_tensor *output, const lh_te
   const int64_t C = output->ndim > 1 ? output->shape[output->ndim - 1] : 1;
   for (int64_t j = 0; j < u->count; j++)
     if (u->index[j] < -C || u->index[j] >= C)
-      return LH_ERROR(LH_ERR_VALUE, "module '%s': unit %lld outside its %lld units", key,
-                      (long long)u->index[j], (long long)C);
+      return LH_ERROR(LH_ERR_VALUE, "unit %lld outside the %lld units of '%s'",
+                      (long long)u->index[j], (long long)C, key);
   const int64_t rows = lh_tensor_numel(output) / C;
   for (int64_t r = 0; r < rows; r++)
     for (int64_t j = 0; j < u->count; j++) {
@@ -235,6 +234,22 @@ done:
   return st;
 }
 
+static const char *shape_message(const char *inputs, int64_t N, int64_t W, int nd, int64_t N2,
+                                 int64_t W2) {
+  static char msg[LH_H5_PATH_CAP + 256];
+  if (nd != 2)
+    snprintf(msg, sizeof msg,
+             "%s: the patched inputs must have the shape of the clean inputs (%lld, %lld), got "
+             "%d dimension%s",
+             inputs, (long long)N, (long long)W, nd, nd == 1 ? "" : "s");
+  else
+    snprintf(msg, sizeof msg,
+             "%s: the patched inputs must have the shape of the clean inputs (%lld, %lld), got "
+             "(%lld, %lld)",
+             inputs, (long long)N, (long long)W, (long long)N2, (long long)W2);
+  return msg;
+}
+
 lh_status lh_patch_record(lh_patch *p, const char *inputs, int64_t batch_size, bool progress,
                           lh_cache **clean) {
   lh_status st = LH_OK;
@@ -291,6 +306,18 @@ done:
   return st;
 }
 
+lh_status lh_patch_check_inputs(MPI_Comm comm, const char *clean, const char *patched) {
+  lh_status st = LH_OK;
+  int64_t N, W, N2, W2;
+  int nd, nd2;
+  LH_TRY(input_dims(comm, clean, &N, &W, &nd));
+  LH_TRY(input_dims(comm, patched, &N2, &W2, &nd2));
+  if (nd == 2 && (nd2 != 2 || N2 != N || W2 != W))
+    LH_FAIL(LH_ERR_VALUE, "%s", shape_message(patched, N, W, nd2, N2, W2));
+done:
+  return st;
+}
+
 lh_status lh_patch_run(lh_patch *p, const char *inputs, const bool *active, lh_patch_fn fn,
                        void *user, const lh_reduce *output_reduce, lh_cache **patched) {
   lh_status st = LH_OK;
@@ -299,11 +326,7 @@ lh_status lh_patch_run(lh_patch *p, const char *inputs, const bool *active, lh_p
   if (!p->recorded) LH_FAIL(LH_ERR_RUNTIME, "lh_patch_run before lh_patch_record");
   LH_TRY(input_dims(p->comm, inputs, &N, &W, &nd));
   if (nd != 2 || N != p->N || W != p->W)
-    LH_FAIL(LH_ERR_VALUE,
-            "%s: the patched inputs must have the shape of the clean inputs (%lld, %lld), "
-            "got %s(%lld, %lld)",
-            inputs, (long long)p->N, (long long)p->W, nd != 2 ? "a non-2-D dataset " : "",
-            (long long)N, (long long)W);
+    LH_FAIL(LH_ERR_VALUE, "%s", shape_message(inputs, p->N, p->W, nd, N, W));
   for (int64_t i = 0; i < p->count; i++) p->s[i].active = active ? active[i] : true;
   p->fn = fn ? fn : lh_patch_replace;
   p->user = user;
