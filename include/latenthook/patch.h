@@ -7,7 +7,10 @@
  * the same shape (N, F) or (N, T) replaces those modules' outputs, sample by sample, by the
  * clean ones: fully by default, or through a patch function that sees the module key, the
  * patched run's own output (writable) and the clean output (read-only) of the same samples.
- * Every call of a patched module is replaced by the recorded (last) clean call. Each module's
+ * Every call of a patched module is replaced by the recorded (last) clean call; the clean run
+ * itself is never altered (tdhook's setting hook already fires in the clean pass once the
+ * first call of a module called twice is cached, replacing the second call by the first: a
+ * quirk not reproduced here; for modules called once both agree). Each module's
  * hook has its own key: tdhook's reference version passed the last key of the list to every
  * patch_fn (SPEC 2.2, late binding); this one does not.
  *
