@@ -14,7 +14,10 @@
  * in the module's natural per-sample shape after the reduction.
  *
  * Shapes are found before the pass by a one-sample probe forward on every rank, so ranks
- * without rows (N < P) create the same distributed matrices as the others.
+ * without rows (N < P) create the same distributed matrices as the others. The probe runs
+ * with row0 = -1 on a zero input (token 0), and hooks the caller registered on the model see
+ * it too; the forwards of the pass then run whole batches of a global grid (batch j = rows
+ * [j B, (j + 1) B), row0 = j B) in which the rows of other ranks are zeros.
  */
 #ifndef LATENTHOOK_CACHE_H
 #define LATENTHOOK_CACHE_H
@@ -37,7 +40,8 @@ extern "C" {
 #define LH_CACHE_MAX_DIRS 2
 
 typedef struct lh_cache_opts {
-  const char *key_pattern; /* Python re.match semantics (hook.h) */
+  const char *key_pattern; /* Python re.match semantics (hook.h); NULL: no cache, only the
+                            * model output (needs keep_output) */
   bool relative;           /* default true */
   lh_hook_dir dirs[LH_CACHE_MAX_DIRS];
   int ndirs;               /* default 1: fwd */

@@ -230,7 +230,8 @@ lh_status lh_cache_run(MPI_Comm comm, lh_model *model, const char *inputs,
   static lh_event ev = -2;
   if (ev == -2) ev = lh_event_get("cache.forward");
 
-  if (!opts->key_pattern) LH_FAIL(LH_ERR_USAGE, "a key pattern is required");
+  if (!opts->key_pattern && !opts->keep_output)
+    LH_FAIL(LH_ERR_USAGE, "a key pattern or the model output is required");
   if (opts->batch_size < 1)
     LH_FAIL(LH_ERR_USAGE, "--batch-size must be >= 1, got %lld", (long long)opts->batch_size);
   if (opts->ndirs < 1 || opts->ndirs > LH_CACHE_MAX_DIRS)
@@ -251,14 +252,14 @@ lh_status lh_cache_run(MPI_Comm comm, lh_model *model, const char *inputs,
   x.c = c;
   x.nested = opts->nested_keys || opts->ndirs > 1;
   x.row_offset = off;
-  snprintf(c->pattern, sizeof c->pattern, "%s", opts->key_pattern);
+  snprintf(c->pattern, sizeof c->pattern, "%s", opts->key_pattern ? opts->key_pattern : "");
   lh_reduce_name(&opts->reduce, c->reduce, sizeof c->reduce);
   snprintf(c->dirs, sizeof c->dirs, "%s%s%s", lh_hook_dir_name(opts->dirs[0]),
            opts->ndirs > 1 ? "," : "", opts->ndirs > 1 ? lh_hook_dir_name(opts->dirs[1]) : "");
 
   /* (1) hooks and the probe forward */
   int64_t matched = 0;
-  for (int i = 0; i < opts->ndirs && local == LH_OK; i++) {
+  for (int i = 0; i < opts->ndirs && local == LH_OK && opts->key_pattern; i++) {
     int64_t cnt = 0;
     lh_hook_spec spec = {.fn = on_tensor, .user = &x, .user_free = NULL};
     local = lh_model_hook_pattern(model, opts->key_pattern, opts->relative, opts->dirs[i], spec,
@@ -281,7 +282,7 @@ lh_status lh_cache_run(MPI_Comm comm, lh_model *model, const char *inputs,
     }
   }
   LH_TRY(lh_agree(comm, local));
-  if (c->count == 0) {
+  if (c->count == 0 && opts->key_pattern) {
     char names[2048];
     list_modules(model, opts->relative, names, sizeof names);
     LH_FAIL(LH_ERR_VALUE,
