@@ -33,6 +33,8 @@ static const command COMMANDS[] = {
     {"similarity", cmd_similarity, "CKA or information-imbalance matrix over the layers of a group"},
     {"cache", cmd_cache, "run a model over the inputs and cache the activations of matching modules"},
     {"patch", cmd_patch, "activation patching (interchange intervention) and a patching sweep"},
+    {"steer", cmd_steer, "run a model with module outputs steered (add a vector, project it out, scale)"},
+    {"activation-addition", cmd_addition, "steering vectors: mean positive - negative activation per module"},
     {"synth", cmd_synth, "write a synthetic point cloud of known intrinsic dimension"},
 };
 #define NCOMMANDS ((int)(sizeof COMMANDS / sizeof COMMANDS[0]))
