@@ -35,6 +35,7 @@ static const command COMMANDS[] = {
     {"patch", cmd_patch, "activation patching (interchange intervention) and a patching sweep"},
     {"steer", cmd_steer, "run a model with module outputs steered (add a vector, project it out, scale)"},
     {"activation-addition", cmd_addition, "steering vectors: mean positive - negative activation per module"},
+    {"attention", cmd_attention, "attention rollout of every sample and attention heatmaps of chosen samples"},
     {"synth", cmd_synth, "write a synthetic point cloud of known intrinsic dimension"},
 };
 #define NCOMMANDS ((int)(sizeof COMMANDS / sizeof COMMANDS[0]))
