@@ -304,8 +304,10 @@ lh_status lh_attention_run(MPI_Comm comm, lh_model *model, const char *inputs,
     local = LH_ERROR(LH_ERR_USAGE, "an empty key pattern");
   else if (opts->nsamples < 0 || (opts->nsamples > 0 && !opts->samples))
     local = LH_ERROR(LH_ERR_USAGE, "bad list of samples");
-  else
-    local = lh_rollout_check(&opts->rollout, INT64_MAX); /* alpha now; heads after the probe */
+  else { /* alpha now; the heads after the probe, when H is known */
+    lh_rollout_opts alpha_only = {.alpha = opts->rollout.alpha, .heads = NULL, .nheads = 0};
+    local = lh_rollout_check(&alpha_only, 0);
+  }
   LH_TRY(lh_agree(comm, local));
 
   LH_TRY(lh_h5_open(comm, inputs, 0, &d));
