@@ -60,18 +60,18 @@ lh_attention_opts lh_attention_defaults(void);
 
 /* What a run found, and the chosen samples' matrices (on rank 0 only; NULL elsewhere). */
 typedef struct lh_attention_result {
-  int64_t N, T, L, H;  /* samples, positions, layers, heads per layer */
-  char **layer_names;  /* (L) module names in call order (every rank) */
+  int64_t N, T, L, H; /* samples, positions, layers, heads per layer */
+  char **layer_names; /* (L) module names in call order (every rank) */
   int64_t nshow_layers, nshow_heads;
   int64_t *show_layers; /* (nshow_layers) layer indices */
   int64_t *show_heads;  /* (nshow_heads) head indices, or {-1} for the mean */
   int64_t nsamples;
-  int64_t *samples;     /* (nsamples) as given */
-  double *rollout;      /* rank 0: (nsamples, T, T) */
-  double *attention;    /* rank 0: (nsamples, nshow_layers, nshow_heads, T, T) */
-  double *inputs;       /* rank 0: (nsamples, T) the samples' token ids when the model takes
-                         * tokens and the attention covers the input positions; else NULL */
-  double seconds;       /* the pass, max over ranks */
+  int64_t *samples;  /* (nsamples) as given */
+  double *rollout;   /* rank 0: (nsamples, T, T) */
+  double *attention; /* rank 0: (nsamples, nshow_layers, nshow_heads, T, T) */
+  double *inputs;    /* rank 0: (nsamples, T) the samples' token ids when the model takes
+                      * tokens and the attention covers the input positions; else NULL */
+  double seconds;    /* the pass, max over ranks */
 } lh_attention_result;
 
 /* Runs `model` over every row of `inputs` ("FILE.h5:/dset") on the ranks of comm and writes

@@ -35,9 +35,9 @@ extern "C" {
 #define LH_ROLLOUT_GEMM_MIN_T 64
 
 typedef struct lh_rollout_opts {
-  double alpha;          /* residual weight in [0, 1]; default 0.5 */
-  const int64_t *heads;  /* head indices averaged (distinct, in [0, H)); NULL: all heads */
-  int64_t nheads;        /* entries of heads (ignored when heads is NULL) */
+  double alpha;         /* residual weight in [0, 1]; default 0.5 */
+  const int64_t *heads; /* head indices averaged (distinct, in [0, H)); NULL: all heads */
+  int64_t nheads;       /* entries of heads (ignored when heads is NULL) */
 } lh_rollout_opts;
 
 /* alpha 0.5, all heads. Pure. */

@@ -91,8 +91,8 @@ static lh_status parse_list(const char *opt, const char *arg, list *l) {
     char *e = NULL;
     long long v = strtoll(s, &e, 10);
     if (e == s || (*e && *e != ',') || v < 0)
-      return LH_ERROR(LH_ERR_USAGE, "%s: expected non-negative integers separated by commas, got '%s'",
-                      opt, arg);
+      return LH_ERROR(LH_ERR_USAGE,
+                      "%s: expected non-negative integers separated by commas, got '%s'", opt, arg);
     if (l->n == MAX_LIST) return LH_ERROR(LH_ERR_USAGE, "%s: more than %d entries", opt, MAX_LIST);
     l->v[l->n++] = v;
     s = *e ? e + 1 : e;
@@ -105,13 +105,26 @@ static lh_status parse_list(const char *opt, const char *arg, list *l) {
 static lh_status on_option(int code, const char *arg, void *user) {
   args *a = user;
   switch (code) {
-    case OPT_MODEL: a->model = arg; return LH_OK;
-    case OPT_INPUTS: a->inputs = arg; return LH_OK;
-    case OPT_OUT: a->out = arg; return LH_OK;
-    case OPT_VOCAB: a->vocab = arg; return LH_OK;
-    case OPT_PNG_DIR: a->png_dir = arg; return LH_OK;
-    case OPT_PATTERN: a->o.key_pattern = arg; return LH_OK;
-    case OPT_SAMPLES: return parse_list("--samples", arg, &a->samples);
+    case OPT_MODEL:
+      a->model = arg;
+      return LH_OK;
+    case OPT_INPUTS:
+      a->inputs = arg;
+      return LH_OK;
+    case OPT_OUT:
+      a->out = arg;
+      return LH_OK;
+    case OPT_VOCAB:
+      a->vocab = arg;
+      return LH_OK;
+    case OPT_PNG_DIR:
+      a->png_dir = arg;
+      return LH_OK;
+    case OPT_PATTERN:
+      a->o.key_pattern = arg;
+      return LH_OK;
+    case OPT_SAMPLES:
+      return parse_list("--samples", arg, &a->samples);
     case OPT_LAYERS:
       if (strcmp(arg, "all") == 0) {
         a->layers.given = false;
@@ -165,7 +178,7 @@ static lh_status draw(const args *a, const lh_attention_result *r, const lh_voca
                       json_t *files) {
   lh_status st = LH_OK;
   const int64_t T = r->T, TT = T * T;
-  char (*text)[LABEL_CAP] = NULL;
+  char(*text)[LABEL_CAP] = NULL;
   const char **labels = NULL;
   char path[4400], title[1024], mname[256], layer[600];
   model_name(a->model, mname, sizeof mname);
@@ -190,11 +203,13 @@ static lh_status draw(const args *a, const lh_attention_result *r, const lh_voca
     }
     snprintf(path, sizeof path, "%s/rollout_sample%lld.png", a->png_dir, (long long)s);
     if (a->o.rollout.heads)
-      snprintf(title, sizeof title, "%s, sample %lld: attention rollout over %lld layers (alpha %g, %lld heads)",
-               mname, (long long)s, (long long)r->L, a->o.rollout.alpha, (long long)a->o.rollout.nheads);
+      snprintf(title, sizeof title,
+               "%s, sample %lld: attention rollout over %lld layers (alpha %g, %lld heads)", mname,
+               (long long)s, (long long)r->L, a->o.rollout.alpha, (long long)a->o.rollout.nheads);
     else
-      snprintf(title, sizeof title, "%s, sample %lld: attention rollout over %lld layers (alpha %g, all heads)",
-               mname, (long long)s, (long long)r->L, a->o.rollout.alpha);
+      snprintf(title, sizeof title,
+               "%s, sample %lld: attention rollout over %lld layers (alpha %g, all heads)", mname,
+               (long long)s, (long long)r->L, a->o.rollout.alpha);
     LH_TRY(lh_plot_heatmap(path, T, T, r->rollout + i * TT, labels, labels, title,
                            "rollout (rows: queries)", 0.0, 1.0));
     json_array_append_new(files, json_string(path));
@@ -210,12 +225,11 @@ static lh_status draw(const args *a, const lh_attention_result *r, const lh_voca
           snprintf(hname, sizeof hname, "%lld", (long long)h);
         snprintf(path, sizeof path, "%s/attn_sample%lld_L%lld_H%s.png", a->png_dir, (long long)s,
                  (long long)l, hname);
-        snprintf(title, sizeof title, "%s, sample %lld: layer %lld (%s), %s%s", mname,
-                 (long long)s, (long long)l, layer, h < 0 ? "mean of all heads" : "head ",
-                 h < 0 ? "" : hname);
+        snprintf(title, sizeof title, "%s, sample %lld: layer %lld (%s), %s%s", mname, (long long)s,
+                 (long long)l, layer, h < 0 ? "mean of all heads" : "head ", h < 0 ? "" : hname);
         const double *m = r->attention + ((i * r->nshow_layers + li) * r->nshow_heads + hi) * TT;
-        LH_TRY(lh_plot_heatmap(path, T, T, m, labels, labels, title,
-                               "attention (rows: queries)", 0.0, 1.0));
+        LH_TRY(lh_plot_heatmap(path, T, T, m, labels, labels, title, "attention (rows: queries)",
+                               0.0, 1.0));
         json_array_append_new(files, json_string(path));
       }
     }
@@ -269,7 +283,8 @@ lh_status cmd_attention(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
     goto done;
   }
   if (pos < argc)
-    LH_FAIL(LH_ERR_USAGE, "unexpected argument '%s' (see 'latenthook attention --help')", argv[pos]);
+    LH_FAIL(LH_ERR_USAGE, "unexpected argument '%s' (see 'latenthook attention --help')",
+            argv[pos]);
   if (!a->model) LH_FAIL(LH_ERR_USAGE, "--model PATH is required (a GPT-2 folder or a YAML file)");
   if (!a->inputs) LH_FAIL(LH_ERR_USAGE, "--inputs FILE.h5:/dataset is required");
   if (!a->out) LH_FAIL(LH_ERR_USAGE, "--out OUT.h5 is required");
@@ -307,8 +322,8 @@ lh_status cmd_attention(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
   LH_TRY(lh_agree(comm, local));
   if (rank == 0 && vocab && lh_model_input_kind(m) == LH_INPUT_TOKENS &&
       lh_vocab_size(vocab) != lh_model_vocab(m))
-    lh_log_warn("attention: --vocab '%s' has %lld tokens, the model %lld",
-                a->vocab, (long long)lh_vocab_size(vocab), (long long)lh_model_vocab(m));
+    lh_log_warn("attention: --vocab '%s' has %lld tokens, the model %lld", a->vocab,
+                (long long)lh_vocab_size(vocab), (long long)lh_model_vocab(m));
   LH_TRY(lh_h5_out_create(comm, a->out, &o));
   LH_TRY(lh_attention_run(comm, m, a->inputs, &a->o, o, &r));
   if (a->png_dir) {
@@ -350,8 +365,8 @@ lh_status cmd_attention(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
   json_object_set_new(doc, "rollout", json_string("/rollout"));
   json_object_set_new(doc, "rollout_shape", int_array(rshape, 3));
   json_object_set_new(doc, "shown_layers", int_array(r.show_layers, r.nshow_layers));
-  json_object_set_new(doc, "shown_heads", a->head_mean ? json_string("mean")
-                                                       : int_array(r.show_heads, r.nshow_heads));
+  json_object_set_new(doc, "shown_heads",
+                      a->head_mean ? json_string("mean") : int_array(r.show_heads, r.nshow_heads));
   json_object_set_new(doc, "attention", att);
   json_object_set_new(doc, "png", files);
   files = NULL;

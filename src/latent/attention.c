@@ -46,10 +46,10 @@ typedef struct ctx {
   int64_t last_module;
   int last_call;
   /* the current forward */
-  int64_t layer;  /* hook events seen so far in this forward */
-  int64_t nb;     /* samples in the forward (a whole global batch) */
-  int64_t lo, hi; /* global rows of it this rank owns */
-  double *R;      /* (hi - lo, T, T) running rollouts */
+  int64_t layer;       /* hook events seen so far in this forward */
+  int64_t nb;          /* samples in the forward (a whole global batch) */
+  int64_t lo, hi;      /* global rows of it this rank owns */
+  double *R;           /* (hi - lo, T, T) running rollouts */
   double *ahat, *work; /* (T, T) */
   /* shown maps */
   int64_t *show_at; /* (L) position of layer l among the shown layers, or -1 */
@@ -183,10 +183,11 @@ static void list_modules(const lh_model *m, char *buf, size_t cap) {
 static lh_status check_inputs(const lh_model *m, const lh_h5_info *in) {
   const int64_t W = lh_model_input_width(m);
   if (in->ndims != 2)
-    return LH_ERROR(LH_ERR_VALUE, "%s:%s: expected a 2-D dataset (N, %s), got %d dimensions",
-                    in->addr.file, in->addr.path,
-                    lh_model_input_kind(m) == LH_INPUT_TOKENS ? "T) of token ids" : "F) of features",
-                    in->ndims);
+    return LH_ERROR(
+        LH_ERR_VALUE, "%s:%s: expected a 2-D dataset (N, %s), got %d dimensions", in->addr.file,
+        in->addr.path,
+        lh_model_input_kind(m) == LH_INPUT_TOKENS ? "T) of token ids" : "F) of features",
+        in->ndims);
   if (lh_model_input_kind(m) == LH_INPUT_TOKENS) {
     if (in->cls == LH_H5_FLOAT)
       return LH_ERROR(LH_ERR_VALUE, "%s:%s: expected integer token ids, got floating-point data",
@@ -206,7 +207,8 @@ static lh_status check_inputs(const lh_model *m, const lh_h5_info *in) {
 static lh_status check_lists(const lh_attention_opts *o, int64_t N, int64_t L, int64_t H) {
   for (int64_t i = 0; i < o->nsamples; i++)
     if (o->samples[i] < 0 || o->samples[i] >= N)
-      return LH_ERROR(LH_ERR_VALUE, "sample %lld out of range: the inputs hold %lld samples (0 to %lld)",
+      return LH_ERROR(LH_ERR_VALUE,
+                      "sample %lld out of range: the inputs hold %lld samples (0 to %lld)",
                       (long long)o->samples[i], (long long)N, (long long)N - 1);
   if (o->layers && o->nlayers < 1) return LH_ERROR(LH_ERR_VALUE, "an empty list of layers");
   for (int64_t i = 0; o->layers && i < o->nlayers; i++) {
@@ -280,8 +282,7 @@ done:
 }
 
 lh_status lh_attention_run(MPI_Comm comm, lh_model *model, const char *inputs,
-                           const lh_attention_opts *opts, lh_h5_out *o,
-                           lh_attention_result *out) {
+                           const lh_attention_opts *opts, lh_h5_out *o, lh_attention_result *out) {
   lh_status st = LH_OK, local = LH_OK;
   int P, rank;
   MPI_Comm_size(comm, &P);
@@ -298,8 +299,8 @@ lh_status lh_attention_run(MPI_Comm comm, lh_model *model, const char *inputs,
   if (ev == -2) ev = lh_event_get("attention.forward");
 
   if (opts->batch_size < 1)
-    local = LH_ERROR(LH_ERR_USAGE, "--batch-size must be >= 1, got %lld",
-                     (long long)opts->batch_size);
+    local =
+        LH_ERROR(LH_ERR_USAGE, "--batch-size must be >= 1, got %lld", (long long)opts->batch_size);
   else if (!opts->key_pattern || !opts->key_pattern[0])
     local = LH_ERROR(LH_ERR_USAGE, "an empty key pattern");
   else if (opts->nsamples < 0 || (opts->nsamples > 0 && !opts->samples))
@@ -323,8 +324,8 @@ lh_status lh_attention_run(MPI_Comm comm, lh_model *model, const char *inputs,
   int64_t matched = 0;
   if (local == LH_OK) {
     lh_hook_spec spec = {.fn = on_attention, .user = &x, .user_free = NULL};
-    local = lh_model_hook_pattern(model, opts->key_pattern, true, LH_HOOK_FWD, spec, &hook,
-                                  &matched);
+    local =
+        lh_model_hook_pattern(model, opts->key_pattern, true, LH_HOOK_FWD, spec, &hook, &matched);
     if (local != LH_OK) lh_error_prefix("--key-pattern: ");
   }
   if (local == LH_OK) {
@@ -341,12 +342,11 @@ lh_status lh_attention_run(MPI_Comm comm, lh_model *model, const char *inputs,
   if (x.L == 0) {
     char names[2048];
     list_modules(model, names, sizeof names);
-    LH_TRY(lh_agree(comm, LH_ERROR(LH_ERR_VALUE,
-                                   "--key-pattern '%s' matches %s; the model's modules are: %s",
-                                   opts->key_pattern,
-                                   matched ? "only modules that are never called (containers)"
-                                           : "no module",
-                                   names)));
+    LH_TRY(lh_agree(
+        comm, LH_ERROR(LH_ERR_VALUE, "--key-pattern '%s' matches %s; the model's modules are: %s",
+                       opts->key_pattern,
+                       matched ? "only modules that are never called (containers)" : "no module",
+                       names)));
   }
   const int64_t L = x.L, H = x.H, T = x.T, TT = T * T;
   LH_TRY(lh_agree(comm, check_lists(opts, N, L, H)));
@@ -359,10 +359,16 @@ lh_status lh_attention_run(MPI_Comm comm, lh_model *model, const char *inputs,
   int msg_count = 0;
   LH_TRY(lh_agree(comm, lh_int_cast(E, "attention maps of one sample (elements)", &msg_count)));
   local = lh_alloc((size_t)L, sizeof *x.show_at, false, "shown layers", &x.show_at);
-  if (local == LH_OK) local = lh_alloc((size_t)(x.nsl ? x.nsl : 1), sizeof *r.show_layers, false, "shown layers", &r.show_layers);
-  if (local == LH_OK) local = lh_alloc((size_t)x.nsh, sizeof *r.show_heads, false, "shown heads", &r.show_heads);
-  if (local == LH_OK) local = lh_alloc((size_t)(opts->nsamples ? opts->nsamples : 1), sizeof *r.samples, false, "samples", &r.samples);
-  if (local == LH_OK) local = lh_alloc((size_t)L, sizeof *r.layer_names, true, "layer names", &r.layer_names);
+  if (local == LH_OK)
+    local = lh_alloc((size_t)(x.nsl ? x.nsl : 1), sizeof *r.show_layers, false, "shown layers",
+                     &r.show_layers);
+  if (local == LH_OK)
+    local = lh_alloc((size_t)x.nsh, sizeof *r.show_heads, false, "shown heads", &r.show_heads);
+  if (local == LH_OK)
+    local = lh_alloc((size_t)(opts->nsamples ? opts->nsamples : 1), sizeof *r.samples, false,
+                     "samples", &r.samples);
+  if (local == LH_OK)
+    local = lh_alloc((size_t)L, sizeof *r.layer_names, true, "layer names", &r.layer_names);
   for (int64_t l = 0; local == LH_OK && l < L; l++) {
     r.layer_names[l] = dup_string(x.names[l]);
     if (!r.layer_names[l]) local = LH_ERROR(LH_ERR_NOMEM, "out of memory for layer names");
@@ -379,28 +385,33 @@ lh_status lh_attention_run(MPI_Comm comm, lh_model *model, const char *inputs,
 
   /* the chosen samples this rank owns (each once), and rank 0's copies of all */
   const int64_t bs = opts->batch_size;
-  local = lh_alloc((size_t)(opts->nsamples ? opts->nsamples : 1), sizeof *x.keeps, true, "kept samples", &x.keeps);
+  local = lh_alloc((size_t)(opts->nsamples ? opts->nsamples : 1), sizeof *x.keeps, true,
+                   "kept samples", &x.keeps);
   for (int64_t i = 0; local == LH_OK && i < opts->nsamples; i++) {
     const int64_t s = opts->samples[i];
     bool dup = false;
     for (int64_t j = 0; j < i; j++) dup = dup || opts->samples[j] == s;
     if (dup || s < off || s >= off + n) continue;
     x.keeps[x.nkeeps].sample = s;
-    local = lh_alloc((size_t)E, sizeof(double), true, "attention maps of a sample", &x.keeps[x.nkeeps].buf);
+    local = lh_alloc((size_t)E, sizeof(double), true, "attention maps of a sample",
+                     &x.keeps[x.nkeeps].buf);
     x.nkeeps += local == LH_OK;
   }
   if (local == LH_OK && rank == 0 && opts->nsamples > 0) {
     const size_t ns = (size_t)opts->nsamples;
     local = lh_alloc(ns * (size_t)TT, sizeof(double), false, "rollouts shown", &r.rollout);
     if (local == LH_OK)
-      local = lh_alloc(ns * (size_t)(x.nsl * x.nsh * TT), sizeof(double), false, "attention shown", &r.attention);
+      local = lh_alloc(ns * (size_t)(x.nsl * x.nsh * TT), sizeof(double), false, "attention shown",
+                       &r.attention);
     if (local == LH_OK) local = lh_alloc((size_t)E, sizeof *msg, false, "message", &msg);
     if (local == LH_OK && lh_model_input_kind(model) == LH_INPUT_TOKENS && T == W)
       local = lh_alloc(ns * (size_t)T, sizeof(double), false, "tokens shown", &r.inputs);
   }
-  if (local == LH_OK) local = lh_alloc((size_t)(bs * TT), sizeof *x.R, false, "rollouts of a batch", &x.R);
+  if (local == LH_OK)
+    local = lh_alloc((size_t)(bs * TT), sizeof *x.R, false, "rollouts of a batch", &x.R);
   if (local == LH_OK) local = lh_alloc((size_t)TT, sizeof *x.ahat, false, "rollout layer", &x.ahat);
-  if (local == LH_OK) local = lh_alloc((size_t)TT, sizeof *x.work, false, "rollout workspace", &x.work);
+  if (local == LH_OK)
+    local = lh_alloc((size_t)TT, sizeof *x.work, false, "rollout workspace", &x.work);
   if (local == LH_OK) local = lh_alloc((size_t)(bs * W), sizeof *buf, false, "input batch", &buf);
   LH_TRY(lh_agree(comm, local));
   if (o) {
@@ -431,7 +442,8 @@ lh_status lh_attention_run(MPI_Comm comm, lh_model *model, const char *inputs,
       lh_model_set_row0(model, g0);
       local = lh_model_forward(model, &tin, &tout);
       if (local == LH_OK && x.layer != L)
-        local = LH_ERROR(LH_ERR_RUNTIME, "the forward of batch %lld called %lld attention layers, the probe %lld",
+        local = LH_ERROR(LH_ERR_RUNTIME,
+                         "the forward of batch %lld called %lld attention layers, the probe %lld",
                          (long long)g0, (long long)x.layer, (long long)L);
       for (int64_t k = 0; local == LH_OK && k < x.nkeeps; k++) {
         const int64_t s = x.keeps[k].sample;
@@ -480,7 +492,8 @@ lh_status lh_attention_run(MPI_Comm comm, lh_model *model, const char *inputs,
     else
       MPI_Recv(msg, msg_count, MPI_DOUBLE, owner, 0, comm, MPI_STATUS_IGNORE);
     memcpy(r.rollout + i * TT, msg, (size_t)TT * sizeof(double));
-    memcpy(r.attention + i * x.nsl * x.nsh * TT, msg + TT, (size_t)(x.nsl * x.nsh * TT) * sizeof(double));
+    memcpy(r.attention + i * x.nsl * x.nsh * TT, msg + TT,
+           (size_t)(x.nsl * x.nsh * TT) * sizeof(double));
     if (r.inputs) memcpy(r.inputs + i * T, msg + E - T, (size_t)T * sizeof(double));
   }
   if (o) {

@@ -30,7 +30,8 @@ lh_status lh_rollout_check(const lh_rollout_opts *o, int64_t H) {
   if (o->nheads < 1) return LH_ERROR(LH_ERR_VALUE, "an empty list of heads");
   for (int64_t i = 0; i < o->nheads; i++) {
     if (o->heads[i] < 0 || o->heads[i] >= H)
-      return LH_ERROR(LH_ERR_VALUE, "head %lld out of range: the attention has %lld heads (0 to %lld)",
+      return LH_ERROR(LH_ERR_VALUE,
+                      "head %lld out of range: the attention has %lld heads (0 to %lld)",
                       (long long)o->heads[i], (long long)H, (long long)H - 1);
     for (int64_t j = 0; j < i; j++)
       if (o->heads[j] == o->heads[i])

@@ -107,15 +107,15 @@ Test(attention, rollout_maps_and_heatmaps_on_1_and_3_ranks, .timeout = 300) {
   snprintf(vocab, sizeof vocab, "%s/vocab.txt", dir);
   write_vocab(vocab);
   const int nps[2] = {1, 3};
-  const char *figs[] = {"rollout_sample0.png",    "attn_sample0_L1_H0.png",
-                        "attn_sample0_L1_H2.png", "rollout_sample3.png",
-                        "attn_sample3_L1_H0.png", "attn_sample3_L1_H2.png"};
+  const char *figs[] = {"rollout_sample0.png", "attn_sample0_L1_H0.png", "attn_sample0_L1_H2.png",
+                        "rollout_sample3.png", "attn_sample3_L1_H0.png", "attn_sample3_L1_H2.png"};
   for (int k = 0; k < 2; k++) {
     snprintf(out[k], sizeof out[k], "%s/np%d.h5", dir, nps[k]);
     snprintf(png[k], sizeof png[k], "%s/png%d", dir, nps[k]);
     cr_assert_eq(mkdir(png[k], 0755), 0);
     snprintf(args, sizeof args,
-             "attention " GPT2 " --samples 0,3 --layers 1 --heads 0,2 --vocab %s --png-dir %s "
+             "attention " GPT2
+             " --samples 0,3 --layers 1 --heads 0,2 --vocab %s --png-dir %s "
              "--batch-size 2 --out %s",
              vocab, png[k], out[k]);
     run_result r = run(nps[k], args);
@@ -169,7 +169,8 @@ Test(attention, head_mean_all_layers, .timeout = 120) {
   char dir[64], args[1024];
   make_dir(dir);
   snprintf(args, sizeof args,
-           "attention " GPT2 " --samples 1 --heads mean --rollout-heads 1,3 --alpha 0.3 "
+           "attention " GPT2
+           " --samples 1 --heads mean --rollout-heads 1,3 --alpha 0.3 "
            "--png-dir %s --out %s/m.h5",
            dir, dir);
   run_result r = run(2, args);

@@ -112,8 +112,7 @@ static void golden_all_heads(lh_model *m, int P, int rank) {
     char path[64];
     snprintf(path, sizeof path, "/attention/sample_%lld", (long long)smp);
     double *fa = h5_read(file, path, &ns);
-    MT_CHECK(fa && ns == 2048 &&
-                 memcmp(fa, r.attention + i * 2048, 2048 * sizeof(double)) == 0,
+    MT_CHECK(fa && ns == 2048 && memcmp(fa, r.attention + i * 2048, 2048 * sizeof(double)) == 0,
              "%s written as kept", path);
     free(fa);
     /* the token ids travel with the sample */

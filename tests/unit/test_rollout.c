@@ -71,8 +71,8 @@ Test(rollout, one_layer_is_alpha_identity_plus_head_mean) {
                0.7 * ((double)a[i * T + k] + a[T * T + i * T + k] + a[2 * T * T + i * T + k]) / 3;
       double want = (0.3 * (i == j) + 0.7 * mean) / sum;
       cr_assert(fabs(sum - 1.0) < 1e-6);
-      cr_assert(fabs(R[i * T + j] - want) < 1e-14, "R[%ld,%ld] %.17g, want %.17g", (long)i,
-                (long)j, R[i * T + j], want);
+      cr_assert(fabs(R[i * T + j] - want) < 1e-14, "R[%ld,%ld] %.17g, want %.17g", (long)i, (long)j,
+                R[i * T + j], want);
     }
   free(a);
 }
@@ -114,8 +114,12 @@ static void causal_square(int64_t T) {
   free(harm);
 }
 
-Test(rollout, uniform_causal_attention_closed_form_naive) { causal_square(10); }
-Test(rollout, uniform_causal_attention_closed_form_blas) { causal_square(80); }
+Test(rollout, uniform_causal_attention_closed_form_naive) {
+  causal_square(10);
+}
+Test(rollout, uniform_causal_attention_closed_form_blas) {
+  causal_square(80);
+}
 
 static void rows_sum_to_one(int64_t T) {
   const int64_t L = 4, H = 3;
