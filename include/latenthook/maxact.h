@@ -95,9 +95,9 @@ LH_NODISCARD lh_status lh_maxact_write(const lh_maxact *r, lh_h5_out *o);
  * tokens of the selected samples only are read from `inputs` (rank 0, one small read per
  * line). Streamed: memory O(context). Collective (status agreed). Errors: LH_ERR_USAGE for
  * context < 0; LH_ERR_IO for an unwritable path or an unreadable inputs file. */
-LH_NODISCARD lh_status lh_maxact_write_table(MPI_Comm comm, const lh_maxact *r,
-                                             const char *inputs, const lh_vocab *vocab,
-                                             int64_t context, const char *path);
+LH_NODISCARD lh_status lh_maxact_write_table(MPI_Comm comm, const lh_maxact *r, const char *inputs,
+                                             const lh_vocab *vocab, int64_t context,
+                                             const char *path);
 
 /* Frees everything; accepts NULL and NULLs the handle. Local. */
 void lh_maxact_destroy(lh_maxact **r);

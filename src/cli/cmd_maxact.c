@@ -42,8 +42,18 @@ static const char HELP[] =
     "  --vocab FILE            decode token ids with a vocab.json or a one-token-per-line file\n"
     "                          (default: ids)\n" CLI_COMMON_HELP;
 
-enum { OPT_MODEL = 1, OPT_INPUTS, OPT_PATTERN, OPT_TOPK, OPT_OUT, OPT_ABS, OPT_BATCH, OPT_TABLE,
-       OPT_CONTEXT, OPT_VOCAB };
+enum {
+  OPT_MODEL = 1,
+  OPT_INPUTS,
+  OPT_PATTERN,
+  OPT_TOPK,
+  OPT_OUT,
+  OPT_ABS,
+  OPT_BATCH,
+  OPT_TABLE,
+  OPT_CONTEXT,
+  OPT_VOCAB
+};
 
 typedef struct args {
   const char *model, *inputs, *out, *table, *vocab;
@@ -162,8 +172,8 @@ lh_status cmd_maxact(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
   LH_TRY(lh_maxact_run(comm, m, a.inputs, &a.o, &r));
   double t_run = MPI_Wtime() - t0;
   if (rank == 0 && vocab && lh_maxact_tokens(r) && lh_vocab_size(vocab) < lh_model_vocab(m))
-    lh_log_warn("--vocab %s has %lld tokens, the model %lld: ids beyond are shown as <id>",
-                a.vocab, (long long)lh_vocab_size(vocab), (long long)lh_model_vocab(m));
+    lh_log_warn("--vocab %s has %lld tokens, the model %lld: ids beyond are shown as <id>", a.vocab,
+                (long long)lh_vocab_size(vocab), (long long)lh_model_vocab(m));
   LH_TRY(lh_maxact_write(r, o));
   if (a.table) {
     LH_TRY(lh_maxact_write_table(comm, r, a.inputs, vocab, a.context, a.table));

@@ -147,8 +147,7 @@ static lh_status on_output(const lh_hook_event *ev, void *user) {
   if (x->probing) {
     if (!e) {
       if (r->count == MAX_MODULES)
-        return LH_ERROR(LH_ERR_VALUE, "the key pattern matches more than %d modules",
-                        MAX_MODULES);
+        return LH_ERROR(LH_ERR_VALUE, "the key pattern matches more than %d modules", MAX_MODULES);
       e = &r->m[r->count++];
       memset(e, 0, sizeof *e);
       snprintf(e->key, sizeof e->key, "%s", ev->name);
@@ -167,8 +166,10 @@ static lh_status on_output(const lh_hook_event *ev, void *user) {
   int64_t M = 1;
   for (int i = 1; i < t->ndim - 1; i++) M *= t->shape[i];
   if (t->ndim - 1 != e->k || t->shape[t->ndim - 1] != e->U || M != e->M)
-    return LH_ERROR(LH_ERR_RUNTIME, "module '%s' changed its output shape between the probe and "
-                    "the batch at sample %lld", ev->name, (long long)ev->row0);
+    return LH_ERROR(LH_ERR_RUNTIME,
+                    "module '%s' changed its output shape between the probe and "
+                    "the batch at sample %lld",
+                    ev->name, (long long)ev->row0);
   if (t->shape[0] != x->nb && t->shape[0] != 1)
     return LH_ERROR(LH_ERR_RUNTIME, "module '%s' gave %lld rows for a batch of %lld samples",
                     ev->name, (long long)t->shape[0], (long long)x->nb);
@@ -303,8 +304,8 @@ lh_status lh_maxact_run(MPI_Comm comm, lh_model *model, const char *inputs,
   /* (1) hooks and the probe forward: one zero sample (token 0), row0 = -1 */
   int64_t matched = 0;
   lh_hook_spec spec = {.fn = on_output, .user = &x, .user_free = NULL};
-  LH_TRY(lh_agree(comm, lh_model_hook_pattern(model, opts->key_pattern, true, LH_HOOK_FWD, spec,
-                                              &h, &matched)));
+  LH_TRY(lh_agree(comm, lh_model_hook_pattern(model, opts->key_pattern, true, LH_HOOK_FWD, spec, &h,
+                                              &matched)));
   const int64_t bs = opts->batch_size;
   LH_TRY(lh_agree(comm, lh_alloc((size_t)(bs * W), sizeof *buf, true, "input batch", &buf)));
   {
@@ -327,8 +328,10 @@ lh_status lh_maxact_run(MPI_Comm comm, lh_model *model, const char *inputs,
   for (int64_t i = 0; i < r->count && local == LH_OK; i++) {
     mod *e = &r->m[i];
     if (e->k < 1) {
-      local = LH_ERROR(LH_ERR_VALUE, "module '%s' outputs one value per sample (B,): no unit "
-                       "axis to rank", e->key);
+      local = LH_ERROR(LH_ERR_VALUE,
+                       "module '%s' outputs one value per sample (B,): no unit "
+                       "axis to rank",
+                       e->key);
       break;
     }
     e->U = e->shape[e->k - 1];
@@ -370,8 +373,10 @@ lh_status lh_maxact_run(MPI_Comm comm, lh_model *model, const char *inputs,
       for (int64_t i = 0; i < r->count && local == LH_OK; i++) {
         mod *e = &r->m[i];
         if (!e->fired) {
-          local = LH_ERROR(LH_ERR_RUNTIME, "module '%s' was not called in the batch at sample "
-                           "%lld (it was in the probe forward)", e->key, (long long)g0);
+          local = LH_ERROR(LH_ERR_RUNTIME,
+                           "module '%s' was not called in the batch at sample "
+                           "%lld (it was in the probe forward)",
+                           e->key, (long long)g0);
           break;
         }
         for (int64_t s = 0; s < x.hi - x.lo; s++)
@@ -423,20 +428,40 @@ done:
   return st;
 }
 
-int64_t lh_maxact_count(const lh_maxact *r) { return r->count; }
-const char *lh_maxact_key(const lh_maxact *r, int64_t i) { return r->m[i].key; }
+int64_t lh_maxact_count(const lh_maxact *r) {
+  return r->count;
+}
+const char *lh_maxact_key(const lh_maxact *r, int64_t i) {
+  return r->m[i].key;
+}
 int lh_maxact_shape(const lh_maxact *r, int64_t i, int64_t *shape) {
   memcpy(shape, r->m[i].shape, (size_t)r->m[i].k * sizeof *shape);
   return r->m[i].k;
 }
-int64_t lh_maxact_units(const lh_maxact *r, int64_t i) { return r->m[i].U; }
-int64_t lh_maxact_k(const lh_maxact *r) { return r->K; }
-int64_t lh_maxact_samples(const lh_maxact *r) { return r->N; }
-bool lh_maxact_tokens(const lh_maxact *r) { return r->tokens; }
-int64_t lh_maxact_seq_len(const lh_maxact *r) { return r->T; }
-const float *lh_maxact_values(const lh_maxact *r, int64_t i) { return r->m[i].values; }
-const int64_t *lh_maxact_sample_ids(const lh_maxact *r, int64_t i) { return r->m[i].samples; }
-const int64_t *lh_maxact_positions(const lh_maxact *r, int64_t i) { return r->m[i].positions; }
+int64_t lh_maxact_units(const lh_maxact *r, int64_t i) {
+  return r->m[i].U;
+}
+int64_t lh_maxact_k(const lh_maxact *r) {
+  return r->K;
+}
+int64_t lh_maxact_samples(const lh_maxact *r) {
+  return r->N;
+}
+bool lh_maxact_tokens(const lh_maxact *r) {
+  return r->tokens;
+}
+int64_t lh_maxact_seq_len(const lh_maxact *r) {
+  return r->T;
+}
+const float *lh_maxact_values(const lh_maxact *r, int64_t i) {
+  return r->m[i].values;
+}
+const int64_t *lh_maxact_sample_ids(const lh_maxact *r, int64_t i) {
+  return r->m[i].samples;
+}
+const int64_t *lh_maxact_positions(const lh_maxact *r, int64_t i) {
+  return r->m[i].positions;
+}
 
 void lh_maxact_destroy(lh_maxact **rp) {
   if (!rp || !*rp) return;
@@ -455,7 +480,8 @@ void lh_maxact_destroy(lh_maxact **rp) {
 
 static void shape_str(int64_t N, int k, const int64_t *s, char *buf, size_t cap) {
   size_t n = (size_t)snprintf(buf, cap, "(%lld", (long long)N);
-  for (int i = 0; i < k && n < cap; i++) n += (size_t)snprintf(buf + n, cap - n, ", %lld", (long long)s[i]);
+  for (int i = 0; i < k && n < cap; i++)
+    n += (size_t)snprintf(buf + n, cap - n, ", %lld", (long long)s[i]);
   if (n < cap) snprintf(buf + n, cap - n, ")");
 }
 
@@ -545,8 +571,8 @@ static lh_status write_lines(table *t, const lh_maxact *r) {
   for (int64_t i = 0; i < r->count; i++) width = LH_MAX(width, (int)strlen(r->m[i].key));
   fprintf(t->f, "# maximally activating samples: key pattern '%s', top %lld by %s value\n",
           r->pattern, (long long)r->K, r->absolute ? "absolute" : "signed");
-  fprintf(t->f, "%-*s %6s %4s %13s %8s %8s%s\n", width, "module", "unit", "rank", "value",
-          "sample", "position", r->tokens ? "  context" : "");
+  fprintf(t->f, "%-*s %6s %4s %13s %8s %8s%s\n", width, "module", "unit", "rank", "value", "sample",
+          "position", r->tokens ? "  context" : "");
   for (int64_t i = 0; i < r->count; i++) {
     const mod *e = &r->m[i];
     const bool ctx_on = r->tokens && e->k == 2 && e->shape[0] == r->T;
@@ -592,8 +618,8 @@ lh_status lh_maxact_write_table(MPI_Comm comm, const lh_maxact *r, const char *i
         local = LH_ERROR(LH_ERR_IO, "cannot write the table '%s': %s", path, strerror(errno));
       }
     }
-    if (local == LH_OK && r->tokens) local = lh_alloc((size_t)(2 * context + 1), sizeof *t.ids,
-                                                       false, "token window", &t.ids);
+    if (local == LH_OK && r->tokens)
+      local = lh_alloc((size_t)(2 * context + 1), sizeof *t.ids, false, "token window", &t.ids);
     if (local == LH_OK && r->tokens) local = open_tokens(&t, inputs);
     if (local == LH_OK) local = write_lines(&t, r);
     if (t.f) {

@@ -151,7 +151,8 @@ Test(maxact, vocabulary_decodes_the_context, .timeout = 120) {
   for (int i = 0; i < 64; i++) fprintf(f, "tok%d\n", i);
   fclose(f);
   snprintf(args, sizeof args,
-           "max-activations " GPT2 " --key-pattern 'transformer\\.h\\.1$' --top-k 2 --abs "
+           "max-activations " GPT2
+           " --key-pattern 'transformer\\.h\\.1$' --top-k 2 --abs "
            "--out %s --table %s --vocab %s",
            out, tab, voc);
   run_result r = run(2, args);
@@ -160,9 +161,9 @@ Test(maxact, vocabulary_decodes_the_context, .timeout = 120) {
   char first[3][512];
   cr_expect_eq(lines_of(tab, first), 2 + 48 * 2);
   cr_expect(strstr(first[0], "absolute"), "%s", first[0]);
-  cr_expect(strstr(first[2], "transformer.h.1") && strstr(first[2], " [tok") &&
-                strstr(first[2], " tok"),
-            "%s", first[2]);
+  cr_expect(
+      strstr(first[2], "transformer.h.1") && strstr(first[2], " [tok") && strstr(first[2], " tok"),
+      "%s", first[2]);
   run_free(&r);
   remove_dir(dir);
 }
@@ -172,7 +173,8 @@ Test(maxact, mlp_absolute_matches_pytorch, .timeout = 120) {
   make_dir(dir);
   snprintf(out, sizeof out, "%s/mlp.h5", dir);
   snprintf(args, sizeof args,
-           "max-activations " MLP " --key-pattern 'linear|activation' --top-k 3 --abs "
+           "max-activations " MLP
+           " --key-pattern 'linear|activation' --top-k 3 --abs "
            "--batch-size 2 --out %s",
            out);
   run_result r = run(2, args);
@@ -218,16 +220,24 @@ Test(maxact, errors, .timeout = 300) {
   expect_error(2, GPT2 " --key-pattern 'transformer\\.h$' --top-k 2", "never called");
   expect_error(2, MLP " --key-pattern 'linear(' --top-k 2", "missing closing parenthesis");
   expect_error(2, MLP " --key-pattern linear --top-k 2 --batch-size 0", "--batch-size");
-  expect_error(2, GPT2 " --key-pattern 'transformer\\.h\\.0$' --top-k 2 --context -1",
-               "--context");
-  expect_error(2, GPT2 " --key-pattern 'transformer\\.h\\.0$' --top-k 2 --table /tmp/x.txt "
-               "--vocab /nonexistent/vocab.json", "--vocab");
-  expect_error(2, GPT2 " --key-pattern 'transformer\\.h\\.0$' --top-k 2 --vocab "
-               GOLD "/README.md", "--vocab is used only with --table");
-  expect_error(2, GPT2 " --key-pattern 'transformer\\.h\\.0$' --top-k 2 --table "
-               "/nonexistent/dir/t.txt", "not writable");
-  expect_error(2, "--model " NN "/mlp/model.yaml --inputs " GOLD "/inputs.h5:/gpt2/tokens "
-               "--key-pattern linear --top-k 2", "the model expects 10");
+  expect_error(2, GPT2 " --key-pattern 'transformer\\.h\\.0$' --top-k 2 --context -1", "--context");
+  expect_error(2,
+               GPT2
+               " --key-pattern 'transformer\\.h\\.0$' --top-k 2 --table /tmp/x.txt "
+               "--vocab /nonexistent/vocab.json",
+               "--vocab");
+  expect_error(2, GPT2 " --key-pattern 'transformer\\.h\\.0$' --top-k 2 --vocab " GOLD "/README.md",
+               "--vocab is used only with --table");
+  expect_error(2,
+               GPT2
+               " --key-pattern 'transformer\\.h\\.0$' --top-k 2 --table "
+               "/nonexistent/dir/t.txt",
+               "not writable");
+  expect_error(2,
+               "--model " NN "/mlp/model.yaml --inputs " GOLD
+               "/inputs.h5:/gpt2/tokens "
+               "--key-pattern linear --top-k 2",
+               "the model expects 10");
 }
 
 Test(maxact, bad_vocab_file, .timeout = 120) {
@@ -239,7 +249,8 @@ Test(maxact, bad_vocab_file, .timeout = 120) {
   fputs("{\"a\": 0, \"b\": \"one\"}\n", f);
   fclose(f);
   snprintf(args, sizeof args,
-           "max-activations " GPT2 " --key-pattern 'transformer\\.h\\.0$' --top-k 2 "
+           "max-activations " GPT2
+           " --key-pattern 'transformer\\.h\\.0$' --top-k 2 "
            "--out %s/x.h5 --table %s/x.txt --vocab %s",
            dir, dir, voc);
   run_result r = run(2, args);

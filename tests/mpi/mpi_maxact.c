@@ -49,8 +49,7 @@ static const tcase CASES[] = {
 #define NCASES ((int)(sizeof CASES / sizeof CASES[0]))
 
 /* Reads a dataset of the reference as `type` (serial HDF5); NULL if absent. */
-static void *h5_read(const char *file, const char *path, hid_t type, size_t esize,
-                     hsize_t *dims) {
+static void *h5_read(const char *file, const char *path, hid_t type, size_t esize, hsize_t *dims) {
   void *buf = NULL;
   hid_t f = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0) return NULL;
@@ -102,9 +101,9 @@ static void against_golden(const tcase *c, const lh_maxact *r, int64_t bs) {
     int64_t *p = h5_read(GOLD "/expected.h5", path, H5T_NATIVE_INT64, sizeof(int64_t), dp);
     const int64_t U = lh_maxact_units(r, i), K = lh_maxact_k(r);
     MT_CHECK(v && s && p, "%s/%s: no reference", c->name, key);
-    MT_CHECK((int64_t)dv[0] == U && (int64_t)dv[1] == K, "%s/%s: (%lld, %lld), reference (%llu, %llu)",
-             c->name, key, (long long)U, (long long)K, (unsigned long long)dv[0],
-             (unsigned long long)dv[1]);
+    MT_CHECK((int64_t)dv[0] == U && (int64_t)dv[1] == K,
+             "%s/%s: (%lld, %lld), reference (%llu, %llu)", c->name, key, (long long)U,
+             (long long)K, (unsigned long long)dv[0], (unsigned long long)dv[1]);
     if (v && s && p && (int64_t)dv[0] == U && (int64_t)dv[1] == K) {
       const float *gv = lh_maxact_values(r, i);
       const int64_t *gs = lh_maxact_sample_ids(r, i), *gp = lh_maxact_positions(r, i);
@@ -123,9 +122,9 @@ static void against_golden(const tcase *c, const lh_maxact *r, int64_t bs) {
                "%s/%s (batch %lld): %lld samples and %lld positions differ; first at unit %lld "
                "rank %lld: (%lld, %lld), reference (%lld, %lld)",
                c->name, key, (long long)bs, (long long)bad_s, (long long)bad_p,
-               (long long)(first / K), (long long)(first % K), (long long)(first < 0 ? 0 : gs[first]),
-               (long long)(first < 0 ? 0 : gp[first]), (long long)(first < 0 ? 0 : s[first]),
-               (long long)(first < 0 ? 0 : p[first]));
+               (long long)(first / K), (long long)(first % K),
+               (long long)(first < 0 ? 0 : gs[first]), (long long)(first < 0 ? 0 : gp[first]),
+               (long long)(first < 0 ? 0 : s[first]), (long long)(first < 0 ? 0 : p[first]));
       MT_CHECK(md <= 2e-6, "%s/%s (batch %lld): values differ by %.3g (relative)", c->name, key,
                (long long)bs, md);
     }
@@ -228,9 +227,10 @@ static void table(void) {
         long long u, j, ss, pp;
         double val;
         int used = 0;
-        int got = sscanf(line, "%511s %lld %lld %lf %lld %lld%n", key, &u, &j, &val, &ss, &pp, &used);
-        bool ok = got == 6 && strcmp(key, lh_maxact_key(r, i)) == 0 &&
-                  u == q / lh_maxact_k(r) && j == q % lh_maxact_k(r) && ss == s && pp == p &&
+        int got =
+            sscanf(line, "%511s %lld %lld %lf %lld %lld%n", key, &u, &j, &val, &ss, &pp, &used);
+        bool ok = got == 6 && strcmp(key, lh_maxact_key(r, i)) == 0 && u == q / lh_maxact_k(r) &&
+                  j == q % lh_maxact_k(r) && ss == s && pp == p &&
                   fabs(val - lh_maxact_values(r, i)[q]) <= 1e-5 * fmax(1, fabs(val));
         char want[512] = "";
         if (k == 2 && shape[0] == 16) {
