@@ -214,19 +214,19 @@ static void expect_error(int np, const char *opts, const char *fragment) {
 }
 
 Test(maxact, errors, .timeout = 300) {
-  expect_error(2, MLP " --key-pattern linear --top-k 0", "--top-k must be >= 1");
-  expect_error(2, MLP " --key-pattern linear", "--top-k K is required");
+  expect_error(1, MLP " --key-pattern linear --top-k 0", "--top-k must be >= 1");
+  expect_error(1, MLP " --key-pattern linear", "--top-k K is required");
   expect_error(2, MLP " --key-pattern nothing --top-k 2", "matches no module");
   expect_error(2, GPT2 " --key-pattern 'transformer\\.h$' --top-k 2", "never called");
   expect_error(2, MLP " --key-pattern 'linear(' --top-k 2", "missing closing parenthesis");
-  expect_error(2, MLP " --key-pattern linear --top-k 2 --batch-size 0", "--batch-size");
+  expect_error(1, MLP " --key-pattern linear --top-k 2 --batch-size 0", "--batch-size");
   expect_error(2, GPT2 " --key-pattern 'transformer\\.h\\.0$' --top-k 2 --context -1", "--context");
   expect_error(2,
                GPT2
                " --key-pattern 'transformer\\.h\\.0$' --top-k 2 --table /tmp/x.txt "
                "--vocab /nonexistent/vocab.json",
                "--vocab");
-  expect_error(2, GPT2 " --key-pattern 'transformer\\.h\\.0$' --top-k 2 --vocab " GOLD "/README.md",
+  expect_error(1, GPT2 " --key-pattern 'transformer\\.h\\.0$' --top-k 2 --vocab " GOLD "/README.md",
                "--vocab is used only with --table");
   expect_error(2,
                GPT2
