@@ -88,6 +88,7 @@ lh_status cmd_infoimb(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 lh_status cmd_cka(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 lh_status cmd_similarity(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 lh_status cmd_cache(MPI_Comm comm, int argc, char **argv, cli_common *cc);
+lh_status cmd_maxact(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 lh_status cmd_patch(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 lh_status cmd_steer(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 lh_status cmd_addition(MPI_Comm comm, int argc, char **argv, cli_common *cc);

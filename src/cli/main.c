@@ -32,6 +32,7 @@ static const command COMMANDS[] = {
     {"information-imbalance", cmd_infoimb, "information imbalance between two representations"},
     {"similarity", cmd_similarity, "CKA or information-imbalance matrix over the layers of a group"},
     {"cache", cmd_cache, "run a model over the inputs and cache the activations of matching modules"},
+    {"max-activations", cmd_maxact, "the samples (and positions) that activate each unit of matching modules most"},
     {"patch", cmd_patch, "activation patching (interchange intervention) and a patching sweep"},
     {"steer", cmd_steer, "run a model with module outputs steered (add a vector, project it out, scale)"},
     {"activation-addition", cmd_addition, "steering vectors: mean positive - negative activation per module"},
