@@ -86,7 +86,9 @@ typedef struct lh_probe {
   int64_t n_fit;      /* samples used */
   int64_t iterations; /* lbfgs iterations or adam steps (0 for closed forms) */
   double objective;   /* final training objective (mean loss + penalty; NaN for mean diff.) */
-  bool converged;     /* lbfgs reached its tolerance (closed forms and adam: true) */
+  bool converged;     /* lbfgs reached its tolerance, or a line search stopped on rounding
+                         with |grad| / max(1, |params|) <= 1e-6 (closed forms, adam: true) */
+  double grad_norm;   /* lbfgs: final |grad| / max(1, |params|) (NaN otherwise) */
   char solver_message[96];
 } lh_probe;
 

@@ -8,6 +8,10 @@
  * parameters, and each evaluation of the objective is one pass over the local rows plus one
  * allreduce of exact accumulators (probe_loss.c). The objective and gradient are the same
  * bits on every rank and every rank count, so the whole run is.
+ *
+ * Convergence: |grad| <= tol * max(1, |params|) (libLBFGS's test), or a line search stopped
+ * by rounding once that relative gradient is below 1e-6: near the optimum the decrease a
+ * line search asks for is below the float64 resolution of the objective.
  */
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +23,9 @@
 #include "core/check.h"
 #include "latenthook/comm.h"
 #include "latenthook/mem.h"
+
+/* Relative gradient below which a line-search stop still counts as converged. */
+#define LBFGS_ACCEPT 1e-6
 
 typedef struct eval_ctx {
   lh_probe_kind kind;
@@ -32,6 +39,7 @@ typedef struct eval_ctx {
   double *scratch;
   lh_status st;
   int64_t iterations;
+  double rel_grad; /* |g| / max(1, |x|) at the last accepted iterate */
 } eval_ctx;
 
 static lbfgsfloatval_t evaluate(void *user, const lbfgsfloatval_t *x, lbfgsfloatval_t *g,
@@ -50,6 +58,7 @@ static int progress(void *user, const lbfgsfloatval_t *x, const lbfgsfloatval_t 
                     int ls) {
   eval_ctx *e = user;
   e->iterations = k;
+  e->rel_grad = gnorm / (xnorm > 1 ? xnorm : 1);
   return e->st == LH_OK ? 0 : 1;
 }
 
@@ -82,7 +91,7 @@ lh_status lh_probe_fit_lbfgs(const lh_dmat *X, const double *y, const bool *use,
   const lh_probe_kind kind = o->kind;
   const int64_t C = kind == LH_PROBE_CLASSIFIER ? o->num_classes : 1;
   lbfgsfloatval_t *theta = NULL;
-  eval_ctx e = {.kind = kind, .C = C, .X = X, .y = y, .use = use, .l2 = o->l2};
+  eval_ctx e = {.kind = kind, .C = C, .X = X, .y = y, .use = use, .l2 = o->l2, .rel_grad = NAN};
   lh_probe *p = NULL;
   int64_t count = 0, npar = C * D + C;
   int nparam;
@@ -127,7 +136,10 @@ lh_status lh_probe_fit_lbfgs(const lh_dmat *X, const double *y, const bool *use,
   p->n_fit = count;
   p->iterations = e.iterations;
   p->objective = fx;
-  p->converged = ret >= 0;
+  /* near the optimum the decrease a line search needs falls below float64 resolution of the
+   * objective: a rounding stop with a small gradient is the end of a converged run */
+  p->converged = ret >= 0 || (ret != LBFGSERR_MAXIMUMITERATION && e.rel_grad <= LBFGS_ACCEPT);
+  p->grad_norm = e.rel_grad;
   snprintf(p->solver_message, sizeof p->solver_message, "lbfgs: %s", lbfgs_message(ret));
   *out = p;
   p = NULL;

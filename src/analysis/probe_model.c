@@ -47,6 +47,7 @@ lh_status probe_alloc(lh_probe_kind kind, int64_t C, int64_t D, lh_probe **out) 
   p->D = D;
   p->converged = true;
   p->objective = NAN;
+  p->grad_norm = NAN;
   LH_TRY(lh_alloc((size_t)(C * D), sizeof(double), true, "probe coefficients", &p->coef));
   LH_TRY(lh_alloc((size_t)C, sizeof(double), true, "probe intercepts", &p->intercept));
   *out = p;

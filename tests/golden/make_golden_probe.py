@@ -55,7 +55,13 @@ def blobs(rs, n, d, k, sep):
     y = np.arange(n) % k
     rs.shuffle(y)
     X = centres[y] + rs.normal(size=(n, d))
-    return X, y
+    return f32(X), y
+
+
+def f32(a):
+    """Values exactly representable in float32: h5import (command-line test) parses text as
+    float32, so the fixtures stay bit-exact through it."""
+    return np.asarray(a, dtype=np.float32).astype(np.float64)
 
 
 def logreg(X, y, l2):
@@ -187,8 +193,8 @@ def main():
                       "coef": W2.tolist(), "intercept": b2.tolist(),
                       "coef_opt": W2o.tolist(), "intercept_opt": b2o.tolist()}
 
-    Xr = rs.normal(size=(50, 4))
-    yr = Xr @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.3 + 0.1 * rs.normal(size=50)
+    Xr = f32(rs.normal(size=(50, 4)))
+    yr = f32(Xr @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.3 + 0.1 * rs.normal(size=50))
     r = Ridge(alpha=0.1 * 50, solver="cholesky", tol=1e-12).fit(Xr, yr)
     pr = r.predict(Xr)
     # closed form of (1/N)|Xw + b - y|^2 + l2 |w|^2
@@ -227,6 +233,8 @@ def main():
     write_txt("logreg3_y.txt", y3.astype(np.int64), "%d")
     write_txt("ridge_X.txt", Xr, "%.17g")
     write_txt("ridge_y.txt", yr, "%.17g")
+    write_txt("logreg3_coef.txt", W3, "%.17g")  # scikit-learn's
+    write_txt("ridge_coef.txt", r.coef_[None, :], "%.17g")
     print("wrote", HERE)
 
 
