@@ -1,7 +1,7 @@
 # Finds every dependency of LatentHook and exposes them as one interface target, lh::deps.
 # Debian 12 packages: libopenmpi-dev libhdf5-openmpi-dev libscalapack-openmpi-dev
 # libopenblas-dev liblapacke-dev libcyaml-dev libpcre2-dev libjansson-dev libplplot-dev
-# plplot-driver-cairo (+ libcriterion-dev
+# plplot-driver-cairo liblbfgs-dev (+ libcriterion-dev
 # for the tests).
 find_package(PkgConfig REQUIRED)
 
@@ -28,6 +28,8 @@ pkg_check_modules(JANSSON REQUIRED IMPORTED_TARGET jansson)
 # Figures: PLplot's C library (libplplot-dev); PNG output needs its cairo driver at run time
 # (plplot-driver-cairo).
 pkg_check_modules(PLPLOT REQUIRED IMPORTED_TARGET plplot)
+# L-BFGS for the probes (liblbfgs-dev: Okazaki's libLBFGS, More-Thuente line search).
+pkg_check_modules(LBFGS REQUIRED IMPORTED_TARGET liblbfgs)
 
 add_library(lh_deps INTERFACE)
 add_library(lh::deps ALIAS lh_deps)
@@ -36,4 +38,4 @@ target_compile_definitions(lh_deps INTERFACE ${HDF5_C_DEFINITIONS} PCRE2_CODE_UN
 target_link_libraries(lh_deps INTERFACE
   PkgConfig::SCALAPACK ${HDF5_C_LIBRARIES} MPI::MPI_C
   PkgConfig::LAPACKE PkgConfig::OPENBLAS
-  PkgConfig::CYAML PkgConfig::PCRE2 PkgConfig::JANSSON PkgConfig::PLPLOT m)
+  PkgConfig::CYAML PkgConfig::PCRE2 PkgConfig::JANSSON PkgConfig::PLPLOT PkgConfig::LBFGS m)

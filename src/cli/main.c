@@ -37,6 +37,7 @@ static const command COMMANDS[] = {
     {"steer", cmd_steer, "run a model with module outputs steered (add a vector, project it out, scale)"},
     {"activation-addition", cmd_addition, "steering vectors: mean positive - negative activation per module"},
     {"attention", cmd_attention, "attention rollout of every sample and attention heatmaps of chosen samples"},
+    {"probe", cmd_probe, "fit a linear probe or mean-difference direction on activations in HDF5"},
     {"synth", cmd_synth, "write a synthetic point cloud of known intrinsic dimension"},
 };
 #define NCOMMANDS ((int)(sizeof COMMANDS / sizeof COMMANDS[0]))

@@ -1,0 +1,386 @@
+/* Probes on 1..4 ranks: SPEC TV-12 (MeanDifferenceClassifier) and TV-13 (low-rank bilinear
+ * forward) exactly; against offline references (tests/golden/probe/probe.json from
+ * tests/golden/make_golden_probe.py): lbfgs multinomial logistic regression = scikit-learn's
+ * LogisticRegression(C = 1/(l2 N)), ridge = Ridge(alpha = l2 N), the mean difference = NumPy,
+ * adam = a Python re-implementation of the seeded schedule, the metrics = scikit-learn's;
+ * every fit bit-identical to the same fit of the whole data on one rank (MPI_COMM_SELF); and
+ * the error paths, agreed on every rank. */
+#include <stdlib.h>
+
+#include <jansson.h>
+
+#include "analysis/probe_internal.h"
+#include "latenthook/comm.h"
+#include "latenthook/log.h"
+#include "latenthook/mem.h"
+#include "latenthook/probe.h"
+#include "mpi/mpitest.h"
+
+static double maxrel(const double *a, const double *b, int64_t n) {
+  double d = 0, s = 0;
+  for (int64_t i = 0; i < n; i++) {
+    d = fmax(d, fabs(a[i] - b[i]));
+    s = fmax(s, fabs(b[i]));
+  }
+  return s > 0 ? d / s : d;
+}
+
+/* X (rows of the JSON) on comm, and the local labels. */
+typedef struct data {
+  lh_dmat *X;
+  double *y; /* local labels */
+  int64_t N, D;
+} data;
+
+static data load(MPI_Comm comm, json_t *rows, json_t *labels) {
+  data d = {0};
+  d.N = (int64_t)json_array_size(rows);
+  d.D = (int64_t)json_array_size(json_array_get(rows, 0));
+  MT_OK(lh_dmat_create(comm, LH_F64, d.N, d.D, &d.X));
+  const int64_t n = lh_dmat_local_rows(d.X), r0 = lh_dmat_row_offset(d.X);
+  double *x = lh_dmat_local(d.X);
+  d.y = malloc((size_t)(n + 1) * sizeof(double));
+  for (int64_t i = 0; i < n; i++) {
+    json_t *row = json_array_get(rows, (size_t)(r0 + i));
+    for (int64_t j = 0; j < d.D; j++) x[i * d.D + j] = json_number_value(json_array_get(row, (size_t)j));
+    d.y[i] = json_number_value(json_array_get(labels, (size_t)(r0 + i)));
+  }
+  return d;
+}
+
+static void unload(data *d) {
+  lh_dmat_destroy(&d->X);
+  free(d->y);
+}
+
+static void flat(json_t *a, double *out) { /* a number, a list, or a list of lists */
+  size_t k = 0, i;
+  json_t *v;
+  if (json_is_number(a)) {
+    out[0] = json_number_value(a);
+    return;
+  }
+  json_array_foreach(a, i, v) {
+    if (json_is_array(v)) {
+      size_t j;
+      json_t *w;
+      json_array_foreach(v, j, w) out[k++] = json_number_value(w);
+    } else {
+      out[k++] = json_number_value(v);
+    }
+  }
+}
+
+static void check_model(const char *what, const lh_probe *p, json_t *coef, json_t *icpt,
+                        double tol) {
+  double c[256], b[16];
+  flat(coef, c);
+  flat(icpt, b);
+  double rc = maxrel(p->coef, c, p->C * p->D), rb = maxrel(p->intercept, b, p->C);
+  MT_CHECK(rc <= tol && rb <= tol, "%s: coef rel diff %.3g, intercept %.3g (tol %g)", what, rc,
+           rb, tol);
+}
+
+/* Fits on the world communicator and, on rank 0, on MPI_COMM_SELF with the whole data: the two
+ * must be the same bits (ridge: 1e-12). */
+static lh_probe *fit_both(const char *what, json_t *ref, const lh_probe_opts *o,
+                          const bool *use_world, double tol) {
+  data w = load(MPI_COMM_WORLD, json_object_get(ref, "X"), json_object_get(ref, "y"));
+  lh_probe *p = NULL, *q = NULL;
+  MT_OK(lh_probe_fit(w.X, w.y, use_world, o, &p));
+  if (mt_rank() == 0 && p) {
+    data s = load(MPI_COMM_SELF, json_object_get(ref, "X"), json_object_get(ref, "y"));
+    bool *use = NULL;
+    if (use_world) {
+      use = malloc((size_t)s.N);
+      lh_probe_split(o->seed, 0.3, 0, s.N, use);
+      for (int64_t i = 0; i < s.N; i++) use[i] = !use[i];
+    }
+    MT_OK(lh_probe_fit(s.X, s.y, use, o, &q));
+    if (q) {
+      double rc = maxrel(p->coef, q->coef, p->C * p->D), rb = maxrel(p->intercept, q->intercept, p->C);
+      if (tol == 0)
+        MT_CHECK(memcmp(p->coef, q->coef, (size_t)(p->C * p->D) * 8) == 0 &&
+                     memcmp(p->intercept, q->intercept, (size_t)p->C * 8) == 0 &&
+                     mt_same(p->objective, q->objective) && p->iterations == q->iterations,
+                 "%s: not bit-identical to one rank (coef %.3g, intercept %.3g)", what, rc, rb);
+      else
+        MT_CHECK(rc <= tol && rb <= tol, "%s: differs from one rank by %.3g / %.3g", what, rc, rb);
+    }
+    lh_probe_destroy(&q);
+    free(use);
+    unload(&s);
+  }
+  unload(&w);
+  return p;
+}
+
+static void tv12(void) {
+  const double X[4][2] = {{0, 0}, {2, 0}, {0, 3}, {4, 4}}, Y[4] = {0, 0, 1, 1};
+  lh_dmat *M = NULL;
+  MT_OK(lh_dmat_create(MPI_COMM_WORLD, LH_F64, 4, 2, &M));
+  const int64_t n = lh_dmat_local_rows(M), r0 = lh_dmat_row_offset(M);
+  double *x = lh_dmat_local(M), y[4], dec[4], pred[4], proba[8];
+  for (int64_t i = 0; i < n; i++) {
+    x[2 * i] = X[r0 + i][0];
+    x[2 * i + 1] = X[r0 + i][1];
+    y[i] = Y[r0 + i];
+  }
+  static const double raw_dec[4] = {-7.625, -5.625, 2.875, 10.375};
+  static const double raw_p1[4] = {4.8786e-4, 3.5936e-3, 0.9465966702, 0.9999687981};
+  static const double nrm_dec[4] = {-2.0947486002, -1.5453063444, 0.7898232427, 2.8502317019};
+  static const double nrm_p1[4] = {0.1096082782, 0.1757652120, 0.6877933761, 0.9453306585};
+  for (int normalize = 0; normalize <= 1; normalize++) {
+    lh_probe *p = NULL;
+    MT_OK(lh_probe_fit_mean_difference(M, y, NULL, normalize, &p));
+    if (!p) continue;
+    if (normalize)
+      MT_CHECK(fabs(p->coef[0] - 0.2747211279) < 1e-10 && fabs(p->coef[1] - 0.9615239476) < 1e-10 &&
+                   fabs(p->intercept[0] + 2.0947486002) < 1e-10,
+               "TV-12 normalized: coef [%.10f %.10f] intercept %.10f", p->coef[0], p->coef[1],
+               p->intercept[0]);
+    else
+      MT_CHECK(p->coef[0] == 1 && p->coef[1] == 3.5 && p->intercept[0] == -7.625,
+               "TV-12 raw: coef [%g %g] intercept %g", p->coef[0], p->coef[1], p->intercept[0]);
+    lh_probe_decision(p, M, dec);
+    lh_probe_predict(p, M, pred);
+    MT_OK(lh_probe_predict_proba(p, M, proba));
+    for (int64_t i = 0; i < n; i++) {
+      const int64_t g = r0 + i;
+      const double wd = normalize ? nrm_dec[g] : raw_dec[g], wp = normalize ? nrm_p1[g] : raw_p1[g];
+      MT_CHECK(fabs(dec[i] - wd) < 1e-9, "TV-12 decision[%lld] %.10f want %.10f", (long long)g, dec[i], wd);
+      MT_CHECK(pred[i] == (g >= 2), "TV-12 predict[%lld] = %g", (long long)g, pred[i]);
+      MT_CHECK(fabs(proba[2 * i + 1] - wp) < (normalize ? 1e-10 : 1e-8) &&
+                   fabs(proba[2 * i] + proba[2 * i + 1] - 1) < 1e-15,
+               "TV-12 P(y=1)[%lld] %.10g want %.10g", (long long)g, proba[2 * i + 1], wp);
+    }
+    lh_probe_destroy(&p);
+  }
+  /* repository case and identical classes */
+  static const double R[4][2] = {{1, 0}, {2, 0}, {-1, 0}, {-2, 0}}, RY[4] = {1, 1, 0, 0};
+  for (int64_t i = 0; i < n; i++) {
+    x[2 * i] = R[r0 + i][0];
+    x[2 * i + 1] = R[r0 + i][1];
+    y[i] = RY[r0 + i];
+  }
+  lh_probe *p = NULL;
+  MT_OK(lh_probe_fit_mean_difference(M, y, NULL, true, &p));
+  if (p) MT_CHECK(p->coef[0] == 1 && p->coef[1] == 0 && p->intercept[0] == 0, "repository case normalized");
+  lh_probe_destroy(&p);
+  MT_OK(lh_probe_fit_mean_difference(M, y, NULL, false, &p));
+  if (p) MT_CHECK(p->coef[0] == 3 && p->coef[1] == 0 && p->intercept[0] == 0, "repository case raw");
+  lh_probe_destroy(&p);
+  for (int64_t i = 0; i < n; i++) {
+    x[2 * i] = 1;
+    x[2 * i + 1] = -1;
+  }
+  MT_OK(lh_probe_fit_mean_difference(M, y, NULL, true, &p));
+  if (p) {
+    MT_CHECK(p->coef[0] == 0 && p->coef[1] == 0 && p->intercept[0] == 0, "identical classes: zero direction");
+    MT_OK(lh_probe_predict_proba(p, M, proba));
+    for (int64_t i = 0; i < n; i++) MT_CHECK(proba[2 * i + 1] == 0.5, "identical classes: proba 0.5");
+  }
+  lh_probe_destroy(&p);
+  for (int64_t i = 0; i < n; i++) y[i] = 1;
+  MT_STATUS(lh_probe_fit_mean_difference(M, y, NULL, true, &p), LH_ERR_VALUE);
+  MT_CHECK(!lh_error_is_reporter() || strstr(lh_error_message(), "Both classes must be present in y"),
+           "all-ones message: %s", lh_error_message());
+  lh_error_clear();
+  lh_dmat_destroy(&M);
+}
+
+static void tv13(void) {
+  const double U[2] = {1, 0}, u[1] = {0.5}, V[2] = {0, 2}, v[1] = {-1}, b[1] = {0.25};
+  const double h1[2] = {2, 3}, h2[2] = {1, 4};
+  double out = 0, out2 = 0;
+  lh_probe_bilinear_forward(1, 2, 2, U, u, V, v, b, 1, h1, h2, &out);
+  MT_CHECK(out == 17.75, "TV-13: %g, expected 17.75", out);
+  lh_probe_bilinear_forward(1, 2, 2, U, u, V, v, NULL, 1, h1, h2, &out2);
+  MT_CHECK(out2 == 17.5, "TV-13 without b: %g", out2);
+}
+
+static void goldens(json_t *doc) {
+  lh_probe_opts o = lh_probe_defaults();
+  /* mean difference vs NumPy */
+  json_t *md = json_object_get(doc, "mdiff");
+  o.kind = LH_PROBE_MEAN_DIFFERENCE;
+  o.normalize = true;
+  lh_probe *p = fit_both("mdiff", md, &o, NULL, 0);
+  if (p) check_model("mdiff normalized", p, json_object_get(md, "coef"), json_object_get(md, "intercept"), 1e-13);
+  lh_probe_destroy(&p);
+  o.normalize = false;
+  p = fit_both("mdiff raw", md, &o, NULL, 0);
+  if (p) check_model("mdiff raw", p, json_object_get(md, "coef_raw"), json_object_get(md, "intercept_raw"), 1e-13);
+  lh_probe_destroy(&p);
+
+  /* lbfgs multinomial logistic regression vs scikit-learn */
+  const char *lr[2] = {"logreg3", "logreg2"};
+  for (int k = 0; k < 2; k++) {
+    json_t *ref = json_object_get(doc, lr[k]);
+    o = lh_probe_defaults();
+    o.kind = LH_PROBE_CLASSIFIER;
+    o.num_classes = (int64_t)json_integer_value(json_object_get(ref, "C"));
+    o.solver = LH_PROBE_LBFGS;
+    o.l2 = json_number_value(json_object_get(ref, "l2"));
+    p = fit_both(lr[k], ref, &o, NULL, 0);
+    if (p) {
+      check_model(lr[k], p, json_object_get(ref, "coef"), json_object_get(ref, "intercept"), 1e-3);
+      check_model(lr[k], p, json_object_get(ref, "coef_opt"), json_object_get(ref, "intercept_opt"), 1e-7);
+      MT_CHECK(p->iterations > 3 && p->iterations < 1000, "%s: %lld iterations (%s)", lr[k],
+               (long long)p->iterations, p->solver_message);
+    }
+    lh_probe_destroy(&p);
+  }
+
+  /* metrics of scikit-learn's logreg3 model vs scikit-learn's metrics */
+  json_t *l3 = json_object_get(doc, "logreg3");
+  data w = load(MPI_COMM_WORLD, json_object_get(l3, "X"), json_object_get(l3, "y"));
+  MT_OK(probe_alloc(LH_PROBE_CLASSIFIER, 3, w.D, &p));
+  lh_probe_metrics m = {0};
+  if (p) {
+    flat(json_object_get(l3, "coef"), p->coef);
+    flat(json_object_get(l3, "intercept"), p->intercept);
+    MT_OK(lh_probe_evaluate(p, w.X, w.y, NULL, &m));
+    json_t *r = json_object_get(l3, "metrics");
+    const char *names[4] = {"accuracy", "balanced_accuracy", "macro_f1", "cross_entropy"};
+    const double got[4] = {m.accuracy, m.balanced_accuracy, m.macro_f1, m.cross_entropy};
+    for (int k = 0; k < 4; k++) {
+      double want = json_number_value(json_object_get(r, names[k]));
+      MT_CHECK(fabs(got[k] - want) <= 1e-12 * fabs(want), "metric %s: %.17g want %.17g", names[k], got[k], want);
+    }
+    MT_CHECK(m.n == 90 && m.classification, "metrics n %lld", (long long)m.n);
+  }
+  lh_probe_destroy(&p);
+  /* errors: labels beyond num_classes; non-finite data on the last rank only */
+  lh_probe_opts bad = lh_probe_defaults();
+  bad.kind = LH_PROBE_CLASSIFIER;
+  bad.num_classes = 2;
+  bad.solver = LH_PROBE_LBFGS;
+  MT_STATUS(lh_probe_fit(w.X, w.y, NULL, &bad, &p), LH_ERR_VALUE);
+  MT_CHECK(!lh_error_is_reporter() || strstr(lh_error_message(), "not a class id in [0, 2)"),
+           "num_classes message: %s", lh_error_message());
+  lh_error_clear();
+  bad.solver = LH_PROBE_RIDGE;
+  bad.num_classes = 3;
+  MT_STATUS(lh_probe_fit(w.X, w.y, NULL, &bad, &p), LH_ERR_VALUE);
+  lh_error_clear();
+  bool *none = calloc((size_t)lh_dmat_local_rows(w.X) + 1, 1);
+  bad.solver = LH_PROBE_ADAM;
+  MT_STATUS(lh_probe_fit(w.X, w.y, none, &bad, &p), LH_ERR_VALUE);
+  MT_CHECK(!lh_error_is_reporter() || strstr(lh_error_message(), "no sample"), "empty: %s", lh_error_message());
+  lh_error_clear();
+  free(none);
+  int P;
+  MPI_Comm_size(MPI_COMM_WORLD, &P);
+  if (mt_rank() == P - 1 && lh_dmat_local_rows(w.X) > 0) ((double *)lh_dmat_local(w.X))[1] = NAN;
+  MT_STATUS(lh_probe_fit(w.X, w.y, NULL, &bad, &p), LH_ERR_VALUE);
+  MT_CHECK(!lh_error_is_reporter() || strstr(lh_error_message(), "non-finite value"), "NaN: %s", lh_error_message());
+  lh_error_clear();
+  unload(&w);
+
+  /* ridge vs scikit-learn, metrics, lbfgs regression = ridge with l2 / 2 */
+  json_t *rr = json_object_get(doc, "ridge");
+  o = lh_probe_defaults();
+  o.kind = LH_PROBE_REGRESSOR;
+  o.solver = LH_PROBE_RIDGE;
+  o.l2 = 0.1;
+  p = fit_both("ridge", rr, &o, NULL, 1e-12);
+  if (p) check_model("ridge", p, json_object_get(rr, "coef"), json_object_get(rr, "intercept"), 1e-10);
+  w = load(MPI_COMM_WORLD, json_object_get(rr, "X"), json_object_get(rr, "y"));
+  if (p) {
+    flat(json_object_get(rr, "coef"), p->coef);
+    flat(json_object_get(rr, "intercept"), p->intercept);
+    MT_OK(lh_probe_evaluate(p, w.X, w.y, NULL, &m));
+    double wm = json_number_value(json_object_get(json_object_get(rr, "metrics"), "mse"));
+    double wr = json_number_value(json_object_get(json_object_get(rr, "metrics"), "r2"));
+    MT_CHECK(fabs(m.mse - wm) <= 1e-12 * wm && fabs(m.r2 - wr) <= 1e-12, "mse %.17g/%.17g r2 %.17g/%.17g",
+             m.mse, wm, m.r2, wr);
+    double pr[2];
+    MT_STATUS(lh_probe_predict_proba(p, w.X, pr), LH_ERR_VALUE);
+    lh_error_clear();
+  }
+  lh_probe_destroy(&p);
+  o.solver = LH_PROBE_LBFGS;
+  o.l2 = 0.2;
+  p = fit_both("lbfgs regression", rr, &o, NULL, 0);
+  if (p) check_model("lbfgs regression = ridge(l2/2)", p, json_object_get(rr, "coef"),
+                     json_object_get(rr, "intercept"), 1e-7);
+  lh_probe_destroy(&p);
+  /* singular ridge: a duplicated feature with l2 = 0 */
+  {
+    double *x = lh_dmat_local(w.X);
+    for (int64_t i = 0; i < lh_dmat_local_rows(w.X); i++) x[i * w.D + 1] = x[i * w.D];
+    o.solver = LH_PROBE_RIDGE;
+    o.l2 = 0;
+    MT_STATUS(lh_probe_fit(w.X, w.y, NULL, &o, &p), LH_ERR_VALUE);
+    MT_CHECK(!lh_error_is_reporter() || strstr(lh_error_message(), "singular"), "singular: %s", lh_error_message());
+    lh_error_clear();
+  }
+  unload(&w);
+
+  /* adam vs the Python re-implementation of the schedule */
+  json_t *ad = json_object_get(doc, "adam");
+  const char *kinds[2] = {"classifier", "regressor"};
+  for (int k = 0; k < 2; k++) {
+    json_t *a = json_object_get(ad, kinds[k]);
+    json_t *ref = json_object_get(doc, k == 0 ? "logreg3" : "ridge");
+    o = lh_probe_defaults();
+    o.kind = k == 0 ? LH_PROBE_CLASSIFIER : LH_PROBE_REGRESSOR;
+    o.num_classes = 3;
+    o.solver = LH_PROBE_ADAM;
+    o.seed = (uint64_t)json_integer_value(json_object_get(a, "seed"));
+    o.epochs = json_integer_value(json_object_get(a, "epochs"));
+    o.batch_size = json_integer_value(json_object_get(a, "batch"));
+    o.lr = json_number_value(json_object_get(a, "lr"));
+    o.l2 = k == 1 ? json_number_value(json_object_get(a, "l2")) : 0;
+    p = fit_both(kinds[k], ref, &o, NULL, 0);
+    if (p) check_model(kinds[k], p, json_object_get(a, "coef"), json_object_get(a, "intercept"), 1e-12);
+    lh_probe_destroy(&p);
+  }
+
+  /* a train/test split: fit on the train part, rank-count independent */
+  o = lh_probe_defaults();
+  o.kind = LH_PROBE_CLASSIFIER;
+  o.num_classes = 3;
+  o.solver = LH_PROBE_LBFGS;
+  o.l2 = 0.01;
+  o.seed = 5;
+  w = load(MPI_COMM_WORLD, json_object_get(l3, "X"), json_object_get(l3, "y"));
+  const int64_t n = lh_dmat_local_rows(w.X);
+  bool *test = malloc((size_t)n + 1), *train = malloc((size_t)n + 1);
+  lh_probe_split(5, 0.3, lh_dmat_row_offset(w.X), n, test);
+  int64_t nt = 0;
+  for (int64_t i = 0; i < n; i++) {
+    train[i] = !test[i];
+    nt += test[i];
+  }
+  MPI_Allreduce(MPI_IN_PLACE, &nt, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+  MT_CHECK(nt > 15 && nt < 40, "split: %lld test samples of 90 at 0.3", (long long)nt);
+  p = fit_both("split", l3, &o, train, 0);
+  if (p) {
+    lh_probe_metrics mt = {0}, mf = {0};
+    MT_OK(lh_probe_evaluate(p, w.X, w.y, test, &mt));
+    MT_OK(lh_probe_evaluate(p, w.X, w.y, train, &mf));
+    MT_CHECK(mt.n == nt && mf.n == 90 - nt && mt.accuracy > 0.7 && mf.accuracy > 0.8,
+             "split metrics: test %lld acc %g, train %lld acc %g", (long long)mt.n, mt.accuracy,
+             (long long)mf.n, mf.accuracy);
+    if (mt_rank() == 0) printf("split: test n=%lld accuracy %.6f ce %.17g\n", (long long)mt.n, mt.accuracy, mt.cross_entropy);
+  }
+  lh_probe_destroy(&p);
+  free(test);
+  free(train);
+  unload(&w);
+}
+
+int main(int argc, char **argv) {
+  MPI_Init(&argc, &argv);
+  lh_log_setup(LH_LOG_WARN, mt_rank(), 1);
+  json_error_t err;
+  json_t *doc = json_load_file(LH_GOLDEN_DIR "/probe/probe.json", 0, &err);
+  MT_CHECK(doc != NULL, "cannot read probe.json: %s", err.text);
+  tv12();
+  tv13();
+  if (doc) goldens(doc);
+  json_decref(doc);
+  return mt_finish("mpi_probe");
+}
