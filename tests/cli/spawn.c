@@ -1,10 +1,13 @@
 /* spawn.c: see spawn.h. */
 #define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <criterion/criterion.h>
 
 #include "cli/spawn.h"
 
@@ -73,4 +76,58 @@ int count_lines_with(const char *text, const char *needle) {
     line = nl ? nl + 1 : NULL;
   }
   return n;
+}
+
+run_result run_cli_np(int np, const char *args) {
+  return np <= 2 ? run_cli(np, args) : run_cli_noleak(np, args);
+}
+
+void cli_make_dir(char dir[64], const char *tag) {
+  snprintf(dir, 64, "/tmp/lh_cli_%.20s_XXXXXX", tag);
+  cr_assert_not_null(mkdtemp(dir), "mkdtemp %s", dir);
+}
+
+void cli_remove_dir(const char *dir) {
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  cr_expect_eq(system(cmd), 0);
+}
+
+int cli_entries(const char *dir) {
+  int n = 0;
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) n += e->d_name[0] != '.';
+  closedir(d);
+  return n;
+}
+
+char cli_h5diff_report[2048];
+
+int cli_h5diff(const char *opts, const char *a, const char *pa, const char *b, const char *pb) {
+  char cmd[2048], line[1024];
+  snprintf(cmd, sizeof cmd, "h5diff -v %s '%s' '%s' '%s' '%s' 2>&1", opts, a, b, pa, pb);
+  cli_h5diff_report[0] = '\0';
+  FILE *f = popen(cmd, "r");
+  if (!f) return 1;
+  int zero = 0, bad = 0, in_attr = 0;
+  while (fgets(line, sizeof line, f)) {
+    if (strncmp(line, "attribute:", 10) == 0) in_attr = 1;
+    if (strncmp(line, "dataset:", 8) == 0 || strncmp(line, "group", 5) == 0) in_attr = 0;
+    if (!in_attr && strlen(cli_h5diff_report) + strlen(line) < sizeof cli_h5diff_report)
+      strcat(cli_h5diff_report, line);
+    if (!in_attr && strstr(line, " differences found")) {
+      if (strncmp(line, "0 differences found", 19) == 0)
+        zero++;
+      else
+        bad++;
+    }
+    if (strstr(line, "not comparable") || strstr(line, "rror") || strstr(line, "not found") ||
+        strstr(line, "could not"))
+      bad++;
+  }
+  int rc = pclose(f);
+  if (!WIFEXITED(rc) || WEXITSTATUS(rc) == 2) return 1;
+  return zero > 0 && bad == 0 ? 0 : 1;
 }

@@ -26,4 +26,25 @@ void run_free(run_result *r);
 /* Number of lines of `text` containing `needle`. */
 int count_lines_with(const char *text, const char *needle);
 
+/* run_cli for np <= 2, run_cli_noleak above (the tests' usual choice). */
+run_result run_cli_np(int np, const char *args);
+
+/* Creates a fresh folder /tmp/lh_cli_<tag>_XXXXXX into dir; fails the test if it cannot. */
+void cli_make_dir(char dir[64], const char *tag);
+
+/* rm -rf dir (expects success). */
+void cli_remove_dir(const char *dir);
+
+/* Number of entries of dir other than dot files; -1 if it cannot be read. */
+int cli_entries(const char *dir);
+
+/* 0 when h5diff finds dataset pa of file a equal to pb of file b (within the tolerance in
+ * opts, e.g. "-d 1e-5"; "" = exactly), else 1. h5diff's own exit status also counts
+ * attributes, which differ by design (provenance: command line, time, ranks), so its verbose
+ * report is read instead: every compared dataset (not attribute) must say "0 differences
+ * found", and nothing may be "not comparable", "not found" or an error. The report's lines
+ * about data (not attributes) are kept in cli_h5diff_report (first 2 KiB) for messages. */
+int cli_h5diff(const char *opts, const char *a, const char *pa, const char *b, const char *pb);
+extern char cli_h5diff_report[2048];
+
 #endif

@@ -6,13 +6,11 @@
  * non-zero exit, no HDF5 file and no PNG left behind (also when a figure fails after others
  * were drawn). */
 #define _POSIX_C_SOURCE 200809L
-#include <dirent.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -22,54 +20,6 @@
 #define NN LH_SOURCE_DIR "/tests/golden/nn"
 #define RO LH_SOURCE_DIR "/tests/golden/rollout"
 #define GPT2 "--model " NN "/gpt2 --inputs " NN "/gpt2/data.h5:/tokens"
-
-static void make_dir(char dir[64]) {
-  snprintf(dir, 64, "/tmp/lh_cli_attn_XXXXXX");
-  cr_assert_not_null(mkdtemp(dir), "mkdtemp");
-}
-
-static void remove_dir(const char *dir) {
-  char cmd[256];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  cr_expect_eq(system(cmd), 0);
-}
-
-static int entries(const char *dir) {
-  int n = 0;
-  DIR *d = opendir(dir);
-  if (!d) return -1;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) n += e->d_name[0] != '.';
-  closedir(d);
-  return n;
-}
-
-static run_result run(int np, const char *args) {
-  return np <= 2 ? run_cli(np, args) : run_cli_noleak(np, args);
-}
-
-/* As test_cache.c: 0 when h5diff finds the datasets equal within opts (attributes ignored). */
-static int h5diff(const char *opts, const char *a, const char *pa, const char *b, const char *pb) {
-  char cmd[2048], line[1024];
-  snprintf(cmd, sizeof cmd, "h5diff -v %s '%s' '%s' '%s' '%s' 2>&1", opts, a, b, pa, pb);
-  FILE *f = popen(cmd, "r");
-  if (!f) return 1;
-  int zero = 0, bad = 0, in_attr = 0;
-  while (fgets(line, sizeof line, f)) {
-    if (strncmp(line, "attribute:", 10) == 0) in_attr = 1;
-    if (strncmp(line, "dataset:", 8) == 0 || strncmp(line, "group", 5) == 0) in_attr = 0;
-    if (!in_attr && strstr(line, " differences found")) {
-      if (strncmp(line, "0 differences found", 19) == 0)
-        zero++;
-      else
-        bad++;
-    }
-    if (strstr(line, "not comparable") || strstr(line, "rror")) bad++;
-  }
-  int rc = pclose(f);
-  if (!WIFEXITED(rc) || WEXITSTATUS(rc) == 2) return 1;
-  return zero > 0 && bad == 0 ? 0 : 1;
-}
 
 /* A PNG file: signature, then the IHDR chunk with big-endian width and height. */
 static bool png_size(const char *path, unsigned *w, unsigned *h) {
@@ -103,7 +53,7 @@ static void write_vocab(const char *path) {
 
 Test(attention, rollout_maps_and_heatmaps_on_1_and_3_ranks, .timeout = 300) {
   char dir[64], out[2][128], png[2][128], vocab[128], args[1024];
-  make_dir(dir);
+  cli_make_dir(dir, "attn");
   snprintf(vocab, sizeof vocab, "%s/vocab.txt", dir);
   write_vocab(vocab);
   const int nps[2] = {1, 3};
@@ -118,20 +68,20 @@ Test(attention, rollout_maps_and_heatmaps_on_1_and_3_ranks, .timeout = 300) {
              " --samples 0,3 --layers 1 --heads 0,2 --vocab %s --png-dir %s "
              "--batch-size 2 --out %s",
              vocab, png[k], out[k]);
-    run_result r = run(nps[k], args);
+    run_result r = run_cli_np(nps[k], args);
     cr_assert_eq(r.status, 0, "np=%d exit %d: %s", nps[k], r.status, r.err);
     cr_expect(strstr(r.out, "\"samples\": 5") != NULL, "%s", r.out);
     cr_expect(strstr(r.out, "\"transformer.h.1.attn.attn_dropout\"") != NULL, "%s", r.out);
     cr_expect(strstr(r.out, "\"/attention/sample_3\"") != NULL, "%s", r.out);
     cr_expect(strstr(r.out, "attn_sample3_L1_H2.png\"") != NULL, "%s", r.out);
-    cr_expect_eq(h5diff("-d 1e-6", out[k], "/rollout", RO "/expected.h5", "/rollout"), 0,
+    cr_expect_eq(cli_h5diff("-d 1e-6", out[k], "/rollout", RO "/expected.h5", "/rollout"), 0,
                  "np=%d: /rollout differs from PyTorch by more than 1e-6", nps[k]);
     for (int f = 0; f < 6; f++) expect_png(png[k], figs[f]);
-    cr_expect_eq(entries(png[k]), 6, "np=%d: files besides the 6 figures", nps[k]);
+    cr_expect_eq(cli_entries(png[k]), 6, "np=%d: files besides the 6 figures", nps[k]);
     run_free(&r);
   }
-  cr_expect_eq(h5diff("", out[0], "/rollout", out[1], "/rollout"), 0, "rollout: 3 ranks != 1");
-  cr_expect_eq(h5diff("", out[0], "/attention", out[1], "/attention"), 0,
+  cr_expect_eq(cli_h5diff("", out[0], "/rollout", out[1], "/rollout"), 0, "rollout: 3 ranks != 1");
+  cr_expect_eq(cli_h5diff("", out[0], "/attention", out[1], "/attention"), 0,
                "attention: 3 ranks != 1");
   /* the maps are PyTorch's probabilities of layer 1, heads 0 and 2 (float32 in the fixture) */
   char cmd[512];
@@ -162,37 +112,37 @@ Test(attention, rollout_maps_and_heatmaps_on_1_and_3_ranks, .timeout = 300) {
   cr_expect(total > 15.999 && total < 16.001, "sample 3, layer 1, head 2 sums to %g", total);
   run_free(&a);
   run_free(&g);
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 Test(attention, head_mean_all_layers, .timeout = 120) {
   char dir[64], args[1024];
-  make_dir(dir);
+  cli_make_dir(dir, "attn");
   snprintf(args, sizeof args,
            "attention " GPT2
            " --samples 1 --heads mean --rollout-heads 1,3 --alpha 0.3 "
            "--png-dir %s --out %s/m.h5",
            dir, dir);
-  run_result r = run(2, args);
+  run_result r = run_cli_np(2, args);
   cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
   cr_expect(strstr(r.out, "\"shown_heads\": \"mean\"") != NULL, "%s", r.out);
   char out[128];
   snprintf(out, sizeof out, "%s/m.h5", dir);
-  cr_expect_eq(h5diff("-d 1e-6", out, "/rollout", RO "/expected.h5", "/rollout_h13_a03"), 0,
+  cr_expect_eq(cli_h5diff("-d 1e-6", out, "/rollout", RO "/expected.h5", "/rollout_h13_a03"), 0,
                "heads 1,3 alpha 0.3 differ from PyTorch");
   expect_png(dir, "rollout_sample1.png");
   expect_png(dir, "attn_sample1_L0_Hmean.png");
   expect_png(dir, "attn_sample1_L1_Hmean.png");
-  cr_expect_eq(entries(dir), 4, "m.h5 and 3 figures");
+  cr_expect_eq(cli_entries(dir), 4, "m.h5 and 3 figures");
   run_free(&r);
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 /* Each error: non-zero exit, one message naming the problem, nothing on stdout, and nothing in
  * the output folder (which is also the PNG folder). */
 static void expect_error(int np, const char *opts, const char *fragment) {
   char dir[64], args[2048];
-  make_dir(dir);
+  cli_make_dir(dir, "attn");
   snprintf(args, sizeof args, "attention %s --out %s/x.h5", opts, dir);
   char *at = strstr(args, "@DIR"); /* --png-dir @DIR: the output folder */
   if (at) {
@@ -200,14 +150,14 @@ static void expect_error(int np, const char *opts, const char *fragment) {
     snprintf(rest, sizeof rest, "%s", at + 4);
     snprintf(at, sizeof args - (size_t)(at - args), "%s%s", dir, rest);
   }
-  run_result r = run(np, args);
+  run_result r = run_cli_np(np, args);
   cr_expect_neq(r.status, 0, "'%s' succeeded", opts);
   cr_expect(strstr(r.err, fragment) != NULL, "'%s': expected '%s' in: %s", opts, fragment, r.err);
   cr_expect_eq(count_lines_with(r.err, "error (rank"), 1, "one error line: %s", r.err);
   cr_expect_eq(r.out[0], '\0', "stdout not empty: %s", r.out);
-  cr_expect_eq(entries(dir), 0, "'%s' left a file behind", opts);
+  cr_expect_eq(cli_entries(dir), 0, "'%s' left a file behind", opts);
   run_free(&r);
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 Test(attention, errors, .timeout = 300) {
@@ -229,18 +179,18 @@ Test(attention, errors, .timeout = 300) {
 /* A figure that cannot be written after others were: the ones drawn are removed, no HDF5. */
 Test(attention, failing_figure_leaves_nothing, .timeout = 120) {
   char dir[64], blocker[128], args[1024];
-  make_dir(dir);
+  cli_make_dir(dir, "attn");
   snprintf(blocker, sizeof blocker, "%s/attn_sample0_L0_H1.png", dir);
   cr_assert_eq(mkdir(blocker, 0755), 0); /* a folder where the third figure goes */
   snprintf(args, sizeof args, "attention " GPT2 " --samples 0 --png-dir %s --out %s/x.h5", dir,
            dir);
-  run_result r = run(2, args);
+  run_result r = run_cli_np(2, args);
   cr_expect_neq(r.status, 0, "succeeded: %s", r.out);
   cr_expect_eq(count_lines_with(r.err, "error (rank"), 1, "one error line: %s", r.err);
   cr_expect_eq(r.out[0], '\0', "stdout not empty: %s", r.out);
-  cr_expect_eq(entries(dir), 1, "files left besides the blocking folder");
+  cr_expect_eq(cli_entries(dir), 1, "files left besides the blocking folder");
   run_free(&r);
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 Test(attention, help) {

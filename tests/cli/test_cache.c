@@ -4,11 +4,9 @@
  * magnitude <= 1.7, the fixtures' largest), and the files of different rank counts with each
  * other without tolerance. Errors: one message, empty stdout, non-zero exit, no output file. */
 #define _POSIX_C_SOURCE 200809L
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -19,60 +17,9 @@
 #define GPT2 "--model " NN "/gpt2 --inputs " NN "/gpt2/data.h5:/tokens"
 #define MLP "--model " NN "/mlp/model.yaml --inputs " NN "/mlp/data.h5:/inputs"
 
-static void make_dir(char dir[64]) {
-  snprintf(dir, 64, "/tmp/lh_cli_cache_XXXXXX");
-  cr_assert_not_null(mkdtemp(dir), "mkdtemp");
-}
-
-static void remove_dir(const char *dir) {
-  char cmd[256];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  cr_expect_eq(system(cmd), 0);
-}
-
-static int entries(const char *dir) {
-  int n = 0;
-  DIR *d = opendir(dir);
-  if (!d) return -1;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) n += e->d_name[0] != '.';
-  closedir(d);
-  return n;
-}
-
-static run_result run(int np, const char *args) {
-  return np <= 2 ? run_cli(np, args) : run_cli_noleak(np, args);
-}
-
-/* 0 when h5diff finds the datasets equal (within the tolerance in opts), else 1. h5diff's own
- * exit status also counts attributes, which differ by design (provenance: command line, time,
- * ranks), so its verbose report is read instead: every compared dataset (not attribute) must
- * say "0 differences found", and nothing may be "not comparable". */
-static int h5diff(const char *opts, const char *a, const char *pa, const char *b, const char *pb) {
-  char cmd[2048], line[1024];
-  snprintf(cmd, sizeof cmd, "h5diff -v %s '%s' '%s' '%s' '%s' 2>&1", opts, a, b, pa, pb);
-  FILE *f = popen(cmd, "r");
-  if (!f) return 1;
-  int zero = 0, bad = 0, in_attr = 0;
-  while (fgets(line, sizeof line, f)) {
-    if (strncmp(line, "attribute:", 10) == 0) in_attr = 1;
-    if (strncmp(line, "dataset:", 8) == 0 || strncmp(line, "group", 5) == 0) in_attr = 0;
-    if (!in_attr && strstr(line, " differences found")) {
-      if (strncmp(line, "0 differences found", 19) == 0)
-        zero++;
-      else
-        bad++;
-    }
-    if (strstr(line, "not comparable") || strstr(line, "rror")) bad++;
-  }
-  int rc = pclose(f);
-  if (!WIFEXITED(rc) || WEXITSTATUS(rc) == 2) return 1;
-  return zero > 0 && bad == 0 ? 0 : 1;
-}
-
 Test(cache, gpt2_attention_blocks_and_logits_match_pytorch_on_1_to_3_ranks, .timeout = 300) {
   char dir[64], out[3][128], args[1024];
-  make_dir(dir);
+  cli_make_dir(dir, "cache");
   const char *keys[] = {"transformer.h.0.attn.attn_dropout", "transformer.h.1.attn.attn_dropout",
                         "transformer.h.0", "transformer.h.1", "transformer.ln_f"};
   for (int np = 1; np <= 3; np++) {
@@ -82,7 +29,7 @@ Test(cache, gpt2_attention_blocks_and_logits_match_pytorch_on_1_to_3_ranks, .tim
              " --key-pattern 'transformer\\.h\\.\\d+(\\.attn\\.attn_dropout)?$|"
              "transformer\\.ln_f' --batch-size 2 --out %s",
              out[np - 1]);
-    run_result r = run(np, args);
+    run_result r = run_cli_np(np, args);
     cr_assert_eq(r.status, 0, "np=%d exit %d: %s", np, r.status, r.err);
     cr_expect(strstr(r.out, "\"samples\": 5") != NULL, "np=%d: %s", np, r.out);
     cr_expect(strstr(r.out, "\"transformer.h.1.attn.attn_dropout\"") != NULL, "%s", r.out);
@@ -90,32 +37,32 @@ Test(cache, gpt2_attention_blocks_and_logits_match_pytorch_on_1_to_3_ranks, .tim
       char a[128], b[128];
       snprintf(a, sizeof a, "/cache/%s", keys[k]);
       snprintf(b, sizeof b, "/fwd/%s", keys[k]);
-      cr_expect_eq(h5diff("-d 1e-5", out[np - 1], a, NN "/gpt2/expected.h5", b), 0,
+      cr_expect_eq(cli_h5diff("-d 1e-5", out[np - 1], a, NN "/gpt2/expected.h5", b), 0,
                    "np=%d: %s differs from PyTorch by more than 1e-5", np, keys[k]);
     }
-    cr_expect_eq(h5diff("-d 1e-5", out[np - 1], "/output", NN "/gpt2/expected.h5", "/output"), 0,
+    cr_expect_eq(cli_h5diff("-d 1e-5", out[np - 1], "/output", NN "/gpt2/expected.h5", "/output"), 0,
                  "np=%d: logits differ from PyTorch", np);
     run_free(&r);
   }
   for (int np = 2; np <= 3; np++) {
-    cr_expect_eq(h5diff("", out[0], "/cache", out[np - 1], "/cache"), 0,
+    cr_expect_eq(cli_h5diff("", out[0], "/cache", out[np - 1], "/cache"), 0,
                  "cache on %d ranks differs from 1 rank", np);
-    cr_expect_eq(h5diff("", out[0], "/output", out[np - 1], "/output"), 0,
+    cr_expect_eq(cli_h5diff("", out[0], "/output", out[np - 1], "/output"), 0,
                  "output on %d ranks differs from 1 rank", np);
   }
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 Test(cache, mlp_both_directions_nested_keys, .timeout = 120) {
   char dir[64], args[1024], out[128];
-  make_dir(dir);
+  cli_make_dir(dir, "cache");
   snprintf(out, sizeof out, "%s/mlp.h5", dir);
   snprintf(args, sizeof args,
            "cache " MLP
            " --key-pattern 'linear2$|activation' --direction fwd,fwd_pre "
            "--batch-size 3 --out %s",
            out);
-  run_result r = run(2, args);
+  run_result r = run_cli_np(2, args);
   cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
   const char *paths[][2] = {{"/cache/fwd/linear2", "/fwd/linear2"},
                             {"/cache/fwd_pre/linear2", "/fwd_pre/linear2"},
@@ -123,46 +70,46 @@ Test(cache, mlp_both_directions_nested_keys, .timeout = 120) {
                             {"/cache/fwd_pre/activation", "/fwd_pre/activation"},
                             {"/output", "/output"}};
   for (int k = 0; k < 5; k++)
-    cr_expect_eq(h5diff("-d 1e-5", out, paths[k][0], NN "/mlp/expected.h5", paths[k][1]), 0,
+    cr_expect_eq(cli_h5diff("-d 1e-5", out, paths[k][0], NN "/mlp/expected.h5", paths[k][1]), 0,
                  "%s differs from PyTorch's %s", paths[k][0], paths[k][1]);
   run_free(&r);
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 Test(cache, absolute_names, .timeout = 120) {
   char dir[64], args[1024], out[128];
-  make_dir(dir);
+  cli_make_dir(dir, "cache");
   snprintf(out, sizeof out, "%s/abs.h5", dir);
   snprintf(args, sizeof args,
            "cache " MLP
            " --key-pattern 'td_module\\.module\\.linear2' --absolute --no-output "
            "--out %s",
            out);
-  run_result r = run(1, args);
+  run_result r = run_cli_np(1, args);
   cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
-  cr_expect_eq(h5diff("-d 1e-5", out, "/cache/td_module.module.linear2", NN "/mlp/expected.h5",
+  cr_expect_eq(cli_h5diff("-d 1e-5", out, "/cache/td_module.module.linear2", NN "/mlp/expected.h5",
                       "/fwd/linear2"),
                0);
   cr_expect(strstr(r.out, "output_shape") == NULL, "--no-output still reports an output: %s",
             r.out);
   run_free(&r);
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 /* Each error: exit status non-zero, one message naming the problem, nothing on stdout, and
  * no file left in the output folder. */
 static void expect_error(int np, const char *opts, const char *fragment) {
   char dir[64], args[2048];
-  make_dir(dir);
+  cli_make_dir(dir, "cache");
   snprintf(args, sizeof args, "cache %s --out %s/x.h5", opts, dir);
-  run_result r = run(np, args);
+  run_result r = run_cli_np(np, args);
   cr_expect_neq(r.status, 0, "'%s' succeeded", opts);
   cr_expect(strstr(r.err, fragment) != NULL, "'%s': expected '%s' in: %s", opts, fragment, r.err);
   cr_expect_eq(count_lines_with(r.err, "error (rank"), 1, "one error line: %s", r.err);
   cr_expect_eq(r.out[0], '\0', "stdout not empty: %s", r.out);
-  cr_expect_eq(entries(dir), 0, "'%s' left a file behind", opts);
+  cr_expect_eq(cli_entries(dir), 0, "'%s' left a file behind", opts);
   run_free(&r);
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 Test(cache, errors, .timeout = 300) {

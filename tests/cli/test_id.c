@@ -39,18 +39,6 @@ static const double SCALE6[6] = {1, 2, 3, 0.5, 10, 0.25}, SCALE2[2] = {4, 0.75};
 
 static double absd(double v) { return v < 0 ? -v : v; }
 
-/* A fresh directory for one test's outputs (tests run in parallel). */
-static void make_dir(char dir[64]) {
-  snprintf(dir, 64, "/tmp/lh_cli_id_XXXXXX");
-  cr_assert_not_null(mkdtemp(dir), "mkdtemp");
-}
-
-static void remove_dir(const char *dir) {
-  char cmd[256];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  cr_expect_eq(system(cmd), 0);
-}
-
 /* Names in `dir` (excluding . and ..), comma separated, "" when empty. */
 static void dir_entries(const char *dir, char *out, size_t cap) {
   out[0] = '\0';
@@ -63,11 +51,6 @@ static void dir_entries(const char *dir, char *out, size_t cap) {
     snprintf(out + len, cap - len, "%s%s", len ? ", " : "", e->d_name);
   }
   closedir(d);
-}
-
-/* Leak checking on one and two ranks; off above (its cost grows with the ranks in ASan). */
-static run_result run(int np, const char *args) {
-  return np <= 2 ? run_cli(np, args) : run_cli_noleak(np, args);
 }
 
 /* One dataset of an output file: h5dump's header (type, shape) and the raw values. */
@@ -208,10 +191,10 @@ static void expect_values(const blob *b, bool f32, size_t n, const double *want,
 
 Test(id_vectors, twonn_tv5_return_xy) {
   char dir[64], args[512], out[128], ctx[] = "TV-5";
-  make_dir(dir);
+  cli_make_dir(dir, "id");
   snprintf(out, sizeof out, "%s/OUT.h5", dir);
   snprintf(args, sizeof args, "twonn --data " FX ":/tv5 --return-xy --out %s", out);
-  run_result r = run(1, args);
+  run_result r = run_cli_np(1, args);
   expect_ok(&r, ctx);
   expect_json(r.out, "dimension", "#", 1, &TV5_D, 1, TOL, ctx);
   /* MLE (Nv - 1) / sum ln mu with mu = [3, 2, 1.5, 1.5, 1.5] (DADApy's convention) */
@@ -231,15 +214,15 @@ Test(id_vectors, twonn_tv5_return_xy) {
   blob_free(&y);
   blob_free(&d);
   run_free(&r);
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 Test(id_vectors, twonn_tv6_padding_eps) {
   char dir[64], args[512], out[128], ctx[] = "TV-6";
-  make_dir(dir);
+  cli_make_dir(dir, "id");
   snprintf(out, sizeof out, "%s/OUT.h5", dir);
   snprintf(args, sizeof args, "twonn --data " FX ":/tv6 --eps 0.5 --return-xy --out %s", out);
-  run_result r = run(2, args);
+  run_result r = run_cli_np(2, args);
   expect_ok(&r, ctx);
   expect_json(r.out, "dimension", "#", 1, (double[]){0.6376662205}, 1, TOL, ctx);
   expect_json(r.out, "n_valid", "#", 1, (double[]){3}, 1, 0, ctx);
@@ -251,15 +234,15 @@ Test(id_vectors, twonn_tv6_padding_eps) {
   blob_free(&x);
   blob_free(&y);
   run_free(&r);
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 Test(id_vectors, twonn_tv7_duplicate) {
   char dir[64], args[512], out[128], ctx[] = "TV-7";
-  make_dir(dir);
+  cli_make_dir(dir, "id");
   snprintf(out, sizeof out, "%s/OUT.h5", dir);
   snprintf(args, sizeof args, "twonn --data " FX ":/tv7 --return-xy --out %s", out);
-  run_result r = run(3, args);
+  run_result r = run_cli_np(3, args);
   expect_ok(&r, ctx);
   expect_json(r.out, "dimension", "#", 1, (double[]){1.6818155818}, 1, TOL, ctx);
   expect_json(r.out, "n_valid", "#", 1, (double[]){6}, 1, 0, ctx);
@@ -275,16 +258,16 @@ Test(id_vectors, twonn_tv7_duplicate) {
   blob_free(&x);
   blob_free(&y);
   run_free(&r);
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 /* TV-8: 2-D, mu = [sqrt 2, 1, sqrt 2, sqrt(5)/2, sqrt 2] (ties among the mu) */
 Test(id_vectors, twonn_tv8_two_dimensional) {
   char dir[64], args[512], out[128], ctx[] = "TV-8";
-  make_dir(dir);
+  cli_make_dir(dir, "id");
   snprintf(out, sizeof out, "%s/OUT.h5", dir);
   snprintf(args, sizeof args, "twonn --data " FX ":/tv8 --return-xy --out %s", out);
-  run_result r = run(4, args);
+  run_result r = run_cli_np(4, args);
   expect_ok(&r, ctx);
   expect_json(r.out, "dimension", "#", 1, (double[]){3.6898997605}, 1, TOL, ctx);
   expect_json(r.out, "n_valid", "#", 1, (double[]){5}, 1, 0, ctx);
@@ -296,15 +279,15 @@ Test(id_vectors, twonn_tv8_two_dimensional) {
   blob_free(&x);
   blob_free(&y);
   run_free(&r);
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 Test(id_vectors, local_knn_tv3_centre_is_nan) {
   char dir[64], args[512], out[128], ctx[] = "TV-3";
-  make_dir(dir);
+  cli_make_dir(dir, "id");
   snprintf(out, sizeof out, "%s/OUT.h5", dir);
   snprintf(args, sizeof args, "local-knn --data " FX ":/tv3 --k 2 --out %s", out);
-  run_result r = run(4, args);
+  run_result r = run_cli_np(4, args);
   expect_ok(&r, ctx);
   expect_json(r.out, "nan_count", "#", 1, (double[]){1}, 1, 0, ctx);
   expect_json(r.out, "mean", "#", 1, (double[]){2}, 1, TOL, ctx);
@@ -314,16 +297,16 @@ Test(id_vectors, local_knn_tv3_centre_is_nan) {
   expect_values(&d, true, 5, (double[]){2, 2, 2, 2, NAN}, 5, 1e-6, "TV-3 /dimension");
   blob_free(&d);
   run_free(&r);
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 /* TV-1: --k auto on N = 5 is k = 2, so the TV-4 values (given for k = 2) come out. */
 Test(id_vectors, local_knn_tv4_auto_k) {
   char dir[64], args[512], out[128], ctx[] = "TV-4 auto";
-  make_dir(dir);
+  cli_make_dir(dir, "id");
   snprintf(out, sizeof out, "%s/OUT.h5", dir);
   snprintf(args, sizeof args, "local-knn --data " FX ":/tv4 --k auto --out %s", out);
-  run_result r = run(2, args);
+  run_result r = run_cli_np(2, args);
   expect_ok(&r, ctx);
   expect_json(r.out, "k", "#", 1, (double[]){2}, 1, 0, ctx);
   expect_json(r.out, "nan_count", "#", 1, (double[]){0}, 1, 0, ctx);
@@ -333,7 +316,7 @@ Test(id_vectors, local_knn_tv4_auto_k) {
                 "TV-4 /dimension");
   blob_free(&d);
   run_free(&r);
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 /* ---- batched datasets: B = 6 at np 1, 2, 4 (whole items per rank, a partial last round on
@@ -355,14 +338,14 @@ static const struct {
 
 Test(id_batch, twonn_nested_dimension_and_xy) {
   char dir[64], args[512], out[128], ctx[64], shape[64];
-  make_dir(dir);
+  cli_make_dir(dir, "id");
   snprintf(out, sizeof out, "%s/OUT.h5", dir);
   for (int t = 0; t < NBATCH_RUNS; t++) {
     const batch_case *c = BATCH_RUNS[t].c;
     int np = BATCH_RUNS[t].np;
     snprintf(ctx, sizeof ctx, "twonn %s np=%d", c->dset, np);
     snprintf(args, sizeof args, "twonn --data " FX ":%s --return-xy --out %s", c->dset, out);
-    run_result r = run(np, args);
+    run_result r = run_cli_np(np, args);
     expect_ok(&r, ctx);
     expect_json(r.out, "dimension", c->json_shape, c->B, &TV5_D, 1, TOL, ctx);
     expect_json(r.out, "n_valid", c->json_shape, c->B, (double[]){5}, 1, 0, ctx);
@@ -382,12 +365,12 @@ Test(id_batch, twonn_nested_dimension_and_xy) {
     run_free(&r);
     unlink(out);
   }
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 Test(id_batch, local_knn_per_point_dimension) {
   char dir[64], args[512], out[128], ctx[64], shape[64];
-  make_dir(dir);
+  cli_make_dir(dir, "id");
   snprintf(out, sizeof out, "%s/OUT.h5", dir);
   const double mean = (TV2_D[0] + TV2_D[1] + TV2_D[2] + TV2_D[3] + TV2_D[4]) / 5;
   for (int t = 0; t < NBATCH_RUNS; t++) {
@@ -395,7 +378,7 @@ Test(id_batch, local_knn_per_point_dimension) {
     int np = BATCH_RUNS[t].np;
     snprintf(ctx, sizeof ctx, "local-knn %s np=%d", c->dset, np);
     snprintf(args, sizeof args, "local-knn --data " FX ":%s --k 2 --out %s", c->dset, out);
-    run_result r = run(np, args);
+    run_result r = run_cli_np(np, args);
     expect_ok(&r, ctx);
     expect_json(r.out, "k", "#", 1, (double[]){2}, 1, 0, ctx);
     expect_json(r.out, "mean", c->json_shape, c->B, &mean, 1, TOL, ctx);
@@ -409,20 +392,20 @@ Test(id_batch, local_knn_per_point_dimension) {
     run_free(&r);
     unlink(out);
   }
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 /* Distances scale with each item's factor, so an item written to the wrong place shows. */
 Test(id_batch, knn_distances_and_indices) {
   char dir[64], args[512], out[128], ctx[64], shape[64];
-  make_dir(dir);
+  cli_make_dir(dir, "id");
   snprintf(out, sizeof out, "%s/OUT.h5", dir);
   for (int t = 0; t < NBATCH_RUNS; t++) {
     const batch_case *c = BATCH_RUNS[t].c;
     int np = BATCH_RUNS[t].np;
     snprintf(ctx, sizeof ctx, "knn %s np=%d", c->dset, np);
     snprintf(args, sizeof args, "knn --data " FX ":%s --k 2 --out %s", c->dset, out);
-    run_result r = run(np, args);
+    run_result r = run_cli_np(np, args);
     expect_ok(&r, ctx);
     expect_json(r.out, "absent", c->json_shape, c->B, (double[]){0}, 1, 0, ctx);
     blob d = h5_read(dir, out, "/distances"), ix = h5_read(dir, out, "/indices");
@@ -444,7 +427,7 @@ Test(id_batch, knn_distances_and_indices) {
     run_free(&r);
     unlink(out);
   }
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 /* ---- identical results on 1, 2, 3 and 4 ranks --------------------------------------------
@@ -457,14 +440,14 @@ Test(id_batch, knn_distances_and_indices) {
 static void identical_on_1_to_4(const char *fmt, const char *const *dsets, int ndsets,
                                 void (*check)(const char *json, blob *data, const char *dir)) {
   char dir[64], args[512], out[128], ctx[64];
-  make_dir(dir);
+  cli_make_dir(dir, "id");
   snprintf(out, sizeof out, "%s/OUT.h5", dir);
   snprintf(args, sizeof args, fmt, out);
   char *json1 = NULL;
   blob first[4] = {{0}};
   for (int np = 1; np <= 4; np++) {
     snprintf(ctx, sizeof ctx, "np=%d: %.50s", np, args);
-    run_result r = run(np, args);
+    run_result r = run_cli_np(np, args);
     expect_ok(&r, ctx);
     blob now[4] = {{0}};
     for (int k = 0; k < ndsets; k++) now[k] = h5_read(dir, out, dsets[k]);
@@ -487,7 +470,7 @@ static void identical_on_1_to_4(const char *fmt, const char *const *dsets, int n
   }
   for (int k = 0; k < ndsets; k++) blob_free(&first[k]);
   free(json1);
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 static void check_twonn_cloud(const char *json, blob *data, const char *dir) {
@@ -523,7 +506,7 @@ Test(id_ranks, twonn_scales_discard_identical) {
 Test(id_ranks, twonn_scales_per_item) {
   char *first = NULL;
   for (int np = 1; np <= 3; np++) {
-    run_result r = run(np, "twonn --data " FX ":/scales_mixed --scales");
+    run_result r = run_cli_np(np, "twonn --data " FX ":/scales_mixed --scales");
     expect_ok(&r, "scales_mixed");
     cr_expect(strstr(r.out, "\"subset_size\": 32") && strstr(r.out, "\"subset_size\": 16"),
               "np=%d: item 0 lost its scales:\n%s", np, r.out);
@@ -609,7 +592,7 @@ static void expect_error(const char *fmt, int want_status, const char *needle) {
   for (int t = 0; t < 2; t++) {
     int np = NPS[t];
     char dir[64], args[512], left[512];
-    make_dir(dir);
+    cli_make_dir(dir, "id");
     snprintf(args, sizeof args, fmt, dir);
     run_result r = np == 1 ? run_cli(np, args) : run_cli_noleak(np, args);
     cr_expect_eq(r.status, want_status, "np=%d '%s': exit %d (stderr: %s)", np, args, r.status,
@@ -621,7 +604,7 @@ static void expect_error(const char *fmt, int want_status, const char *needle) {
     dir_entries(dir, left, sizeof left);
     cr_expect_str_eq(left, "", "np=%d '%s': left behind: %s", np, args, left);
     run_free(&r);
-    remove_dir(dir);
+    cli_remove_dir(dir);
   }
 }
 

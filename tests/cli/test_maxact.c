@@ -4,11 +4,9 @@
  * files and tables of different rank counts identical, the table's first lines, and errors:
  * one message, empty stdout, non-zero exit, no file left (neither OUT.h5 nor the table). */
 #define _POSIX_C_SOURCE 200809L
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -21,55 +19,6 @@
 #define MLP "--model " NN "/mlp/model.yaml --inputs " NN "/mlp/data.h5:/inputs"
 #define GPT2_PATTERN "'transformer\\.(wpe|h\\.0$|h\\.0\\.attn\\.attn_dropout|h\\.1\\.mlp$)'"
 
-static void make_dir(char dir[64]) {
-  snprintf(dir, 64, "/tmp/lh_cli_maxact_XXXXXX");
-  cr_assert_not_null(mkdtemp(dir), "mkdtemp");
-}
-
-static void remove_dir(const char *dir) {
-  char cmd[256];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  cr_expect_eq(system(cmd), 0);
-}
-
-static int entries(const char *dir) {
-  int n = 0;
-  DIR *d = opendir(dir);
-  if (!d) return -1;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) n += e->d_name[0] != '.';
-  closedir(d);
-  return n;
-}
-
-static run_result run(int np, const char *args) {
-  return np <= 2 ? run_cli(np, args) : run_cli_noleak(np, args);
-}
-
-/* 0 when h5diff finds the datasets equal (within the tolerance in opts), else 1; attributes
- * (provenance) are ignored, as in test_cache.c. */
-static int h5diff(const char *opts, const char *a, const char *pa, const char *b, const char *pb) {
-  char cmd[2048], line[1024];
-  snprintf(cmd, sizeof cmd, "h5diff -v %s '%s' '%s' '%s' '%s' 2>&1", opts, a, b, pa, pb);
-  FILE *f = popen(cmd, "r");
-  if (!f) return 1;
-  int zero = 0, bad = 0, in_attr = 0;
-  while (fgets(line, sizeof line, f)) {
-    if (strncmp(line, "attribute:", 10) == 0) in_attr = 1;
-    if (strncmp(line, "dataset:", 8) == 0 || strncmp(line, "group", 5) == 0) in_attr = 0;
-    if (!in_attr && strstr(line, " differences found")) {
-      if (strncmp(line, "0 differences found", 19) == 0)
-        zero++;
-      else
-        bad++;
-    }
-    if (strstr(line, "not comparable") || strstr(line, "rror")) bad++;
-  }
-  int rc = pclose(f);
-  if (!WIFEXITED(rc) || WEXITSTATUS(rc) == 2) return 1;
-  return zero > 0 && bad == 0 ? 0 : 1;
-}
-
 /* The reference of case/module against OUT:/module. */
 static void expect_golden(const char *out, const char *kase, const char *module) {
   char a[256], b[256];
@@ -77,7 +26,7 @@ static void expect_golden(const char *out, const char *kase, const char *module)
   for (int i = 0; i < 3; i++) {
     snprintf(a, sizeof a, "/%s/%s", module, what[i]);
     snprintf(b, sizeof b, "/%s/%s/%s", kase, module, what[i]);
-    cr_expect_eq(h5diff(i < 2 ? "" : "-d 1e-5", out, a, GOLD "/expected.h5", b), 0,
+    cr_expect_eq(cli_h5diff(i < 2 ? "" : "-d 1e-5", out, a, GOLD "/expected.h5", b), 0,
                  "%s: %s differs from the PyTorch reference %s", out, a, b);
   }
 }
@@ -97,7 +46,7 @@ static int lines_of(const char *path, char first[3][512]) {
 
 Test(maxact, gpt2_matches_pytorch_and_is_the_same_on_1_to_3_ranks, .timeout = 300) {
   char dir[64], out[3][128], tab[3][128], args[2048];
-  make_dir(dir);
+  cli_make_dir(dir, "maxact");
   const char *mods[] = {"transformer.wpe", "transformer.h.0", "transformer.h.0.attn.attn_dropout",
                         "transformer.h.1.mlp"};
   for (int np = 1; np <= 3; np++) {
@@ -107,7 +56,7 @@ Test(maxact, gpt2_matches_pytorch_and_is_the_same_on_1_to_3_ranks, .timeout = 30
              "max-activations " GPT2 " --key-pattern " GPT2_PATTERN
              " --top-k 4 --batch-size 3 --context 2 --out %s --table %s",
              out[np - 1], tab[np - 1]);
-    run_result r = run(np, args);
+    run_result r = run_cli_np(np, args);
     cr_assert_eq(r.status, 0, "np=%d exit %d: %s", np, r.status, r.err);
     cr_expect(strstr(r.out, "\"samples\": 11") && strstr(r.out, "\"top_k\": 4") &&
                   strstr(r.out, "\"transformer.h.0.attn.attn_dropout\"") &&
@@ -132,17 +81,17 @@ Test(maxact, gpt2_matches_pytorch_and_is_the_same_on_1_to_3_ranks, .timeout = 30
                 strchr(first[2], '[') && strchr(first[2], ']'),
             "%s", first[2]);
   for (int np = 2; np <= 3; np++) {
-    cr_expect_eq(h5diff("", out[0], "/", out[np - 1], "/"), 0, "%d ranks differ from 1", np);
+    cr_expect_eq(cli_h5diff("", out[0], "/", out[np - 1], "/"), 0, "%d ranks differ from 1", np);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", tab[0], tab[np - 1]);
     cr_expect_eq(system(cmd), 0, "the table of %d ranks differs from 1 rank's", np);
   }
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 Test(maxact, vocabulary_decodes_the_context, .timeout = 120) {
   char dir[64], out[128], tab[128], voc[128], args[2048];
-  make_dir(dir);
+  cli_make_dir(dir, "maxact");
   snprintf(out, sizeof out, "%s/v.h5", dir);
   snprintf(tab, sizeof tab, "%s/v.txt", dir);
   snprintf(voc, sizeof voc, "%s/vocab.txt", dir);
@@ -155,7 +104,7 @@ Test(maxact, vocabulary_decodes_the_context, .timeout = 120) {
            " --key-pattern 'transformer\\.h\\.1$' --top-k 2 --abs "
            "--out %s --table %s --vocab %s",
            out, tab, voc);
-  run_result r = run(2, args);
+  run_result r = run_cli_np(2, args);
   cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
   cr_expect(strstr(r.out, "\"ranking\": \"absolute\""), "%s", r.out);
   char first[3][512];
@@ -165,52 +114,52 @@ Test(maxact, vocabulary_decodes_the_context, .timeout = 120) {
       strstr(first[2], "transformer.h.1") && strstr(first[2], " [tok") && strstr(first[2], " tok"),
       "%s", first[2]);
   run_free(&r);
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 Test(maxact, mlp_absolute_matches_pytorch, .timeout = 120) {
   char dir[64], out[128], args[1024];
-  make_dir(dir);
+  cli_make_dir(dir, "maxact");
   snprintf(out, sizeof out, "%s/mlp.h5", dir);
   snprintf(args, sizeof args,
            "max-activations " MLP
            " --key-pattern 'linear|activation' --top-k 3 --abs "
            "--batch-size 2 --out %s",
            out);
-  run_result r = run(2, args);
+  run_result r = run_cli_np(2, args);
   cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
   const char *mods[] = {"linear1", "linear2", "linear3", "activation"};
   for (int m = 0; m < 4; m++) expect_golden(out, "mlp_k3_abs", mods[m]);
-  cr_expect_eq(entries(dir), 1, "only OUT.h5 expected without --table");
+  cr_expect_eq(cli_entries(dir), 1, "only OUT.h5 expected without --table");
   run_free(&r);
   /* k > N: padded with NaN / -1 (ReLU ties at 0 ordered by sample) */
   snprintf(args, sizeof args,
            "max-activations " MLP " --key-pattern activation --top-k 10 --out %s", out);
-  r = run(1, args);
+  r = run_cli_np(1, args);
   cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
   expect_golden(out, "mlp_k10", "activation");
   run_free(&r);
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 /* Each error: exit status non-zero, one message naming the problem, nothing on stdout, and
  * no file left in the output folder (OUT.h5 and the table both go there). */
 static void expect_error(int np, const char *opts, const char *fragment) {
   char dir[64], args[2048];
-  make_dir(dir);
+  cli_make_dir(dir, "maxact");
   snprintf(args, sizeof args, "max-activations %s --out %s/x.h5", opts, dir);
   if (!strstr(opts, "--table") && !strstr(opts, "--vocab")) {
     size_t n = strlen(args);
     snprintf(args + n, sizeof args - n, " --table %s/x.txt", dir);
   }
-  run_result r = run(np, args);
+  run_result r = run_cli_np(np, args);
   cr_expect_neq(r.status, 0, "'%s' succeeded", opts);
   cr_expect(strstr(r.err, fragment) != NULL, "'%s': expected '%s' in: %s", opts, fragment, r.err);
   cr_expect_eq(count_lines_with(r.err, "error (rank"), 1, "one error line: %s", r.err);
   cr_expect_eq(r.out[0], '\0', "stdout not empty: %s", r.out);
-  cr_expect_eq(entries(dir), 0, "'%s' left a file behind", opts);
+  cr_expect_eq(cli_entries(dir), 0, "'%s' left a file behind", opts);
   run_free(&r);
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 Test(maxact, errors, .timeout = 300) {
@@ -242,7 +191,7 @@ Test(maxact, errors, .timeout = 300) {
 
 Test(maxact, bad_vocab_file, .timeout = 120) {
   char dir[64], args[2048], voc[128];
-  make_dir(dir);
+  cli_make_dir(dir, "maxact");
   snprintf(voc, sizeof voc, "/tmp/lh_cli_maxact_badvocab_%d.json", (int)getpid());
   FILE *f = fopen(voc, "w");
   cr_assert_not_null(f);
@@ -253,14 +202,14 @@ Test(maxact, bad_vocab_file, .timeout = 120) {
            " --key-pattern 'transformer\\.h\\.0$' --top-k 2 "
            "--out %s/x.h5 --table %s/x.txt --vocab %s",
            dir, dir, voc);
-  run_result r = run(2, args);
+  run_result r = run_cli_np(2, args);
   cr_expect_neq(r.status, 0);
   cr_expect(strstr(r.err, "--vocab") != NULL, "%s", r.err);
   cr_expect_eq(count_lines_with(r.err, "error (rank"), 1, "one error line: %s", r.err);
-  cr_expect_eq(entries(dir), 0, "a file was left behind");
+  cr_expect_eq(cli_entries(dir), 0, "a file was left behind");
   run_free(&r);
   unlink(voc);
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 Test(maxact, help) {

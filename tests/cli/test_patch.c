@@ -5,11 +5,9 @@
  * of magnitude <= 1.7), and the files of different rank counts with each other without
  * tolerance. Errors: one message, empty stdout, non-zero exit, no output file. */
 #define _POSIX_C_SOURCE 200809L
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -29,74 +27,23 @@
   "--model " LAT "/identity/model.yaml --inputs " EXPECTED \
   ":/identity/patch/input --patched-inputs " EXPECTED ":/identity/patch/patched_input"
 
-static void make_dir(char dir[64]) {
-  snprintf(dir, 64, "/tmp/lh_cli_patch_XXXXXX");
-  cr_assert_not_null(mkdtemp(dir), "mkdtemp");
-}
-
-static void remove_dir(const char *dir) {
-  char cmd[256];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  cr_expect_eq(system(cmd), 0);
-}
-
-static int entries(const char *dir) {
-  int n = 0;
-  DIR *d = opendir(dir);
-  if (!d) return -1;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) n += e->d_name[0] != '.';
-  closedir(d);
-  return n;
-}
-
-static run_result run(int np, const char *args) {
-  return np <= 2 ? run_cli(np, args) : run_cli_noleak(np, args);
-}
-
-/* 0 when h5diff finds the datasets equal (within the tolerance in opts), else 1; attributes
- * (provenance) are ignored, as in test_cache.c. */
-static int h5diff(const char *opts, const char *a, const char *pa, const char *b, const char *pb) {
-  char cmd[2048], line[1024];
-  snprintf(cmd, sizeof cmd, "h5diff -v %s '%s' '%s' '%s' '%s' 2>&1", opts, a, b, pa, pb);
-  FILE *f = popen(cmd, "r");
-  if (!f) return 1;
-  int zero = 0, bad = 0, in_attr = 0;
-  while (fgets(line, sizeof line, f)) {
-    if (strncmp(line, "attribute:", 10) == 0) in_attr = 1;
-    if (strncmp(line, "dataset:", 8) == 0 || strncmp(line, "group", 5) == 0) in_attr = 0;
-    if (!in_attr && strstr(line, " differences found")) {
-      if (strncmp(line, "0 differences found", 19) == 0)
-        zero++;
-      else
-        bad++;
-    }
-    if (strstr(line, "not comparable") || strstr(line, "rror") || strstr(line, "not found") ||
-        strstr(line, "could not"))
-      bad++;
-  }
-  int rc = pclose(f);
-  if (!WIFEXITED(rc) || WEXITSTATUS(rc) == 2) return 1;
-  return zero > 0 && bad == 0 ? 0 : 1;
-}
-
 /* One patch run on np ranks against expected.h5:<group>/{clean,patched}_output. */
 static void golden(int np, const char *opts, const char *group, const char *out) {
   char args[2048], want[256];
   snprintf(args, sizeof args, "patch %s --batch-size 2 --out %s", opts, out);
-  run_result r = run(np, args);
+  run_result r = run_cli_np(np, args);
   cr_assert_eq(r.status, 0, "np=%d '%s' exit %d: %s", np, opts, r.status, r.err);
   cr_expect(strstr(r.out, "\"output_shape\"") != NULL, "%s", r.out);
   snprintf(want, sizeof want, "%s/clean_output", group);
-  cr_expect_eq(h5diff("-d 1e-5", out, "/output", EXPECTED, want), 0, "np=%d: %s", np, want);
+  cr_expect_eq(cli_h5diff("-d 1e-5", out, "/output", EXPECTED, want), 0, "np=%d: %s", np, want);
   snprintf(want, sizeof want, "%s/patched_output", group);
-  cr_expect_eq(h5diff("-d 1e-5", out, "/patched/output", EXPECTED, want), 0, "np=%d: %s", np, want);
+  cr_expect_eq(cli_h5diff("-d 1e-5", out, "/patched/output", EXPECTED, want), 0, "np=%d: %s", np, want);
   run_free(&r);
 }
 
 Test(patch, mlp_full_units_and_two_modules_match_pytorch, .timeout = 300) {
   char dir[64], out[128];
-  make_dir(dir);
+  cli_make_dir(dir, "patch");
   const char *cases[][2] = {{"--modules linear2", "/mlp/patch/linear2"},
                             {"--modules linear2,linear3", "/mlp/patch/linear2+linear3"},
                             {"--modules linear2 --units 0,3", "/mlp/patch/linear2@units=0,3"},
@@ -107,12 +54,12 @@ Test(patch, mlp_full_units_and_two_modules_match_pytorch, .timeout = 300) {
     snprintf(out, sizeof out, "%s/mlp%d.h5", dir, i);
     golden(1 + i % 3, opts, cases[i][1], out);
   }
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 Test(patch, gpt2_attention_positions_units_on_1_to_3_ranks, .timeout = 300) {
   char dir[64], out[3][128];
-  make_dir(dir);
+  cli_make_dir(dir, "patch");
   const char *cases[][2] = {
       {"--modules transformer.h.1.attn", "/gpt2/patch/transformer.h.1.attn"},
       {"--modules transformer.h.0 --positions 3:7", "/gpt2/patch/transformer.h.0@positions=3:7"},
@@ -125,15 +72,15 @@ Test(patch, gpt2_attention_positions_units_on_1_to_3_ranks, .timeout = 300) {
       golden(np, opts, cases[i][1], out[np - 1]);
     }
     for (int np = 2; np <= 3; np++)
-      cr_expect_eq(h5diff("", out[0], "/patched/output", out[np - 1], "/patched/output"), 0,
+      cr_expect_eq(cli_h5diff("", out[0], "/patched/output", out[np - 1], "/patched/output"), 0,
                    "%s: %d ranks differ from 1 rank", cases[i][1], np);
   }
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 Test(patch, tv15_identity_root_and_named_path, .timeout = 120) {
   char dir[64], out[128];
-  make_dir(dir);
+  cli_make_dir(dir, "patch");
   const char *cases[][2] = {{"--modules ''", "/identity/patch"},
                             {"--modules linear", "/identity/patch"},
                             {"--modules '' --units 0", "/identity/patch_col0"},
@@ -144,12 +91,12 @@ Test(patch, tv15_identity_root_and_named_path, .timeout = 120) {
     snprintf(out, sizeof out, "%s/id%d.h5", dir, i);
     golden(i % 2 ? 2 : 1, opts, cases[i][1], out);
   }
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 Test(patch, sweep_matches_pytorch_and_is_rank_invariant, .timeout = 300) {
   char dir[64], out[3][128], args[2048];
-  make_dir(dir);
+  cli_make_dir(dir, "patch");
   for (int np = 1; np <= 3; np += 2) {
     snprintf(out[np - 1], sizeof out[0], "%s/sweep%d.h5", dir, np);
     snprintf(args, sizeof args,
@@ -158,7 +105,7 @@ Test(patch, sweep_matches_pytorch_and_is_rank_invariant, .timeout = 300) {
              "transformer.h.1.mlp --sweep --per-position --metric logit-diff --tokens 1,2 "
              "--batch-size 2 --out %s",
              out[np - 1]);
-    run_result r = run(np, args);
+    run_result r = run_cli_np(np, args);
     cr_assert_eq(r.status, 0, "np=%d exit %d: %s", np, r.status, r.err);
     cr_expect(strstr(r.out, "\"normalised\": 1.0") != NULL, "blocks restore the clean run: %s",
               r.out);
@@ -168,7 +115,7 @@ Test(patch, sweep_matches_pytorch_and_is_rank_invariant, .timeout = 300) {
                               {"/effects_per_sample", "/gpt2/sweep/metric"},
                               {"/effects_positions_per_sample", "/gpt2/sweep/metric_positions"}};
     for (int k = 0; k < 4; k++)
-      cr_expect_eq(h5diff("-d 1e-5", out[np - 1], pairs[k][0], EXPECTED, pairs[k][1]), 0,
+      cr_expect_eq(cli_h5diff("-d 1e-5", out[np - 1], pairs[k][0], EXPECTED, pairs[k][1]), 0,
                    "np=%d: %s differs from PyTorch's %s", np, pairs[k][0], pairs[k][1]);
     run_free(&r);
   }
@@ -176,25 +123,25 @@ Test(patch, sweep_matches_pytorch_and_is_rank_invariant, .timeout = 300) {
       "/effects", "/normalised_effects", "/effects_positions", "/effects_per_sample",
       "/output",  "/patched/output"};
   for (int k = 0; k < 6; k++)
-    cr_expect_eq(h5diff("", out[0], all[k], out[2], all[k]), 0, "%s: 3 ranks differ from 1",
+    cr_expect_eq(cli_h5diff("", out[0], all[k], out[2], all[k]), 0, "%s: 3 ranks differ from 1",
                  all[k]);
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 /* Each error: exit status non-zero, one message naming the problem, nothing on stdout, and
  * no file left in the output folder. */
 static void expect_error(int np, const char *opts, const char *fragment) {
   char dir[64], args[2048];
-  make_dir(dir);
+  cli_make_dir(dir, "patch");
   snprintf(args, sizeof args, "patch %s --out %s/x.h5", opts, dir);
-  run_result r = run(np, args);
+  run_result r = run_cli_np(np, args);
   cr_expect_neq(r.status, 0, "'%s' succeeded", opts);
   cr_expect(strstr(r.err, fragment) != NULL, "'%s': expected '%s' in: %s", opts, fragment, r.err);
   cr_expect_eq(count_lines_with(r.err, "error (rank"), 1, "one error line: %s", r.err);
   cr_expect_eq(r.out[0], '\0', "stdout not empty: %s", r.out);
-  cr_expect_eq(entries(dir), 0, "'%s' left a file behind", opts);
+  cr_expect_eq(cli_entries(dir), 0, "'%s' left a file behind", opts);
   run_free(&r);
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 Test(patch, errors, .timeout = 300) {

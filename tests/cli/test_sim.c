@@ -44,18 +44,6 @@ static const double CKA02 = 149.0 / 3124.0;
 
 static double absd(double v) { return v < 0 ? -v : v; }
 
-/* A fresh directory for one test's outputs (tests run in parallel). */
-static void make_dir(char dir[64]) {
-  snprintf(dir, 64, "/tmp/lh_cli_sim_XXXXXX");
-  cr_assert_not_null(mkdtemp(dir), "mkdtemp");
-}
-
-static void remove_dir(const char *dir) {
-  char cmd[256];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  cr_expect_eq(system(cmd), 0);
-}
-
 /* Names in `dir` (excluding . and ..), comma separated, "" when empty. */
 static void dir_entries(const char *dir, char *out, size_t cap) {
   out[0] = '\0';
@@ -74,11 +62,6 @@ static int count_char(const char *s, char c) {
   int n = 0;
   for (; *s; s++) n += *s == c;
   return n;
-}
-
-/* Leak checking on one and two ranks; off above (its cost grows with the ranks in ASan). */
-static run_result run(int np, const char *args) {
-  return np <= 2 ? run_cli(np, args) : run_cli_noleak(np, args);
 }
 
 /* The value of "key" in a JSON document as its numbers (null = NaN) and its bracket structure
@@ -194,7 +177,7 @@ static void cka_tv9_on_path(const char *path) {
       snprintf(args, sizeof args, "cka --a " FX ":/tv9_%dx --b " FX ":/tv9_%dy --path %s", c + 1,
                c + 1, path);
       snprintf(ctx, sizeof ctx, "TV-9 case %d, --path %s, np=%d", c + 1, path, NPS[t]);
-      run_result r = run(NPS[t], args);
+      run_result r = run_cli_np(NPS[t], args);
       expect_ok(&r, ctx);
       expect_json(r.out, "cka", "#", 1, &TV9[c], 1, TOL, ctx);
       expect_json(r.out, "n_points", "#", 1, (double[]){4}, 1, 0, ctx);
@@ -220,7 +203,7 @@ Test(sim_cka, batched_nested_list) {
     snprintf(args, sizeof args, "cka --a " FX ":/cka_ba --b " FX ":/cka_bb --path %s",
              RUNS[t].path);
     snprintf(ctx, sizeof ctx, "batched, --path %s, np=%d", RUNS[t].path, RUNS[t].np);
-    run_result r = run(RUNS[t].np, args);
+    run_result r = run_cli_np(RUNS[t].np, args);
     expect_ok(&r, ctx);
     expect_json(r.out, "cka", "[[#,#,#],[#,#,#]]", 6, want, 6, TOL, ctx);
     run_free(&r);
@@ -233,7 +216,7 @@ Test(sim_cka, empty_batch) {
                          "cka --kernel rbf --a " FX ":/empty_ba --b " FX ":/empty_bb",
                          "information-imbalance --a " FX ":/empty_ba --b " FX ":/empty_bb"};
   for (int c = 0; c < 3; c++) {
-    run_result r = run(c == 0 ? 1 : 3, cmds[c]);
+    run_result r = run_cli_np(c == 0 ? 1 : 3, cmds[c]);
     expect_ok(&r, cmds[c]);
     cr_expect(strstr(r.out, c == 2 ? "\"information_imbalance_a_to_b\": [\n    [],\n    []\n  ]"
                                    : "\"cka\": [\n    [],\n    []\n  ]") != NULL,
@@ -253,7 +236,7 @@ Test(sim_cka, rbf_identical_and_scaled) {
       snprintf(args, sizeof args, "cka --a " FX ":/rbf_a --b " FX ":/rbf_b --kernel rbf --kmat %s",
                KMAT[m]);
       snprintf(ctx, sizeof ctx, "rbf --kmat %s np=%d", KMAT[m], NPS[t]);
-      run_result r = run(NPS[t], args);
+      run_result r = run_cli_np(NPS[t], args);
       expect_ok(&r, ctx);
       expect_json(r.out, "cka", "[#,#]", 2, (double[]){1}, 1, TOL, ctx);
       expect_json(r.out, "n_points", "#", 1, (double[]){24}, 1, 0, ctx);
@@ -264,13 +247,13 @@ Test(sim_cka, rbf_identical_and_scaled) {
 
 Test(sim_cka, int64_input_and_constant) {
   /* int64 arange(512).reshape(128, 4) with itself (SPEC 5.1) */
-  run_result r = run(2, "cka --a " FX ":/arange --b " FX ":/arange");
+  run_result r = run_cli_np(2, "cka --a " FX ":/arange --b " FX ":/arange");
   expect_ok(&r, "arange");
   expect_json(r.out, "cka", "#", 1, (double[]){1}, 1, TOL, "arange");
   expect_json(r.out, "n_points", "#", 1, (double[]){128}, 1, 0, "arange");
   run_free(&r);
   /* constant X: zero after centring, the denominator is 0 -> NaN, printed as null */
-  r = run(1, "cka --a " FX ":/const --b " FX ":/tv9_2x");
+  r = run_cli_np(1, "cka --a " FX ":/const --b " FX ":/tv9_2x");
   expect_ok(&r, "constant");
   expect_json(r.out, "cka", "#", 1, (double[]){NAN}, 1, 0, "constant");
   run_free(&r);
@@ -293,7 +276,7 @@ Test(sim_ii, tv10_every_p) {
     snprintf(args, sizeof args, "information-imbalance --a " FX ":/tv10_a --b " FX ":/tv10_b %s",
              RUNS[t].opt);
     snprintf(ctx, sizeof ctx, "TV-10 np=%d '%s'", RUNS[t].np, RUNS[t].opt);
-    run_result r = run(RUNS[t].np, args);
+    run_result r = run_cli_np(RUNS[t].np, args);
     expect_ok(&r, ctx);
     expect_json(r.out, II_AB, "#", 1, &TV10_AB, 1, TOL, ctx);
     expect_json(r.out, II_BA, "#", 1, &TV10_BA, 1, TOL, ctx);
@@ -307,7 +290,7 @@ Test(sim_ii, tv10_every_p) {
 
 /* TV-11: ties, with LatentHook's rule (lower index first): 4/3 both ways. */
 Test(sim_ii, tv11_ties_lower_index) {
-  run_result r = run(2, "information-imbalance --a " FX ":/tv11_a --b " FX ":/tv11_b");
+  run_result r = run_cli_np(2, "information-imbalance --a " FX ":/tv11_a --b " FX ":/tv11_b");
   expect_ok(&r, "TV-11");
   expect_json(r.out, II_AB, "#", 1, (double[]){4.0 / 3}, 1, TOL, "TV-11");
   expect_json(r.out, II_BA, "#", 1, (double[]){4.0 / 3}, 1, TOL, "TV-11");
@@ -326,7 +309,7 @@ Test(sim_ii, identical_views_floor) {
              "information-imbalance --a " FX ":/layers/layer0 --b " FX ":/layers/layer0 --k %d",
              RUNS[t].k);
     snprintf(ctx, sizeof ctx, "identical views k=%d np=%d", RUNS[t].k, RUNS[t].np);
-    run_result r = run(RUNS[t].np, args);
+    run_result r = run_cli_np(RUNS[t].np, args);
     expect_ok(&r, ctx);
     double want = (RUNS[t].k + 1.0) / NL;
     expect_json(r.out, II_AB, "#", 1, &want, 1, TOL, ctx);
@@ -339,7 +322,7 @@ Test(sim_ii, identical_views_floor) {
 
 /* (2, 2) items (A, B), (3B, A/2), (4A, A), (B, A) with A, B of TV-10. */
 Test(sim_ii, batched_nested_list) {
-  run_result r = run(3, "information-imbalance --a " FX ":/ii_ba --b " FX ":/ii_bb");
+  run_result r = run_cli_np(3, "information-imbalance --a " FX ":/ii_ba --b " FX ":/ii_bb");
   expect_ok(&r, "batched");
   expect_json(r.out, II_AB, "[[#,#],[#,#]]", 4, (double[]){TV10_AB, TV10_BA, 0.4, TV10_BA}, 4,
               TOL, "batched");
@@ -459,7 +442,7 @@ static void check_similarity_outputs(const char *json, const char *dir, const ch
 static void similarity_identical(const char *metric, bool use_out) {
   bool cka = strcmp(metric, "cka") == 0;
   char dir[64], args[512], out[128], png[128], ctx[96], left[256];
-  make_dir(dir);
+  cli_make_dir(dir, "sim");
   snprintf(out, sizeof out, "%s/OUT.h5", dir);
   snprintf(png, sizeof png, "%s/%s", dir, use_out ? "OUT.png" : "fig.png");
   if (use_out)
@@ -472,7 +455,7 @@ static void similarity_identical(const char *metric, bool use_out) {
   blob first = {0};
   for (int np = 1; np <= 4; np++) {
     snprintf(ctx, sizeof ctx, "np=%d similarity --metric %s", np, metric);
-    run_result r = run(np, args);
+    run_result r = run_cli_np(np, args);
     expect_ok(&r, ctx);
     cr_expect_eq(count_lines_with(r.err, "warning"), 1, "%s: stderr:\n%s", ctx, r.err);
     cr_expect_eq(count_lines_with(r.err, "labels"), 1, "%s: stderr:\n%s", ctx, r.err);
@@ -506,7 +489,7 @@ static void similarity_identical(const char *metric, bool use_out) {
   }
   blob_free(&first);
   free(json1);
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 Test(sim_similarity, cka_identical_on_1_to_4) { similarity_identical("cka", true); }
@@ -519,7 +502,7 @@ Test(sim_similarity, ii_identical_on_1_to_4) {
 /* `fmt` may hold one %s for a fresh, empty directory, which must still be empty afterwards. */
 static void expect_error_np(int np, const char *fmt, int want_status, const char *needle) {
   char dir[64], args[512], left[512];
-  make_dir(dir);
+  cli_make_dir(dir, "sim");
   snprintf(args, sizeof args, fmt, dir);
   run_result r = np == 1 ? run_cli(np, args) : run_cli_noleak(np, args);
   cr_expect_eq(r.status, want_status, "np=%d '%s': exit %d (stderr: %s)", np, args, r.status,
@@ -531,7 +514,7 @@ static void expect_error_np(int np, const char *fmt, int want_status, const char
   dir_entries(dir, left, sizeof left);
   cr_expect_str_eq(left, "", "np=%d '%s': left behind: %s", np, args, left);
   run_free(&r);
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 Test(sim_errors, cka_sample_counts) {

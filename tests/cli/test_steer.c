@@ -5,11 +5,9 @@
  * without tolerance; the round trip activation-addition -> steer --add OUT.h5:/steer/<module>;
  * SPEC TV-14 / TV-15. Errors: one message, empty stdout, non-zero exit, no output file. */
 #define _POSIX_C_SOURCE 200809L
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -29,60 +27,11 @@
   "--model " NN "/gpt2 --positive " INPUTS ":/gpt2/positive_tokens --negative " INPUTS \
   ":/gpt2/negative_tokens"
 
-static void make_dir(char dir[64]) {
-  snprintf(dir, 64, "/tmp/lh_cli_steer_XXXXXX");
-  cr_assert_not_null(mkdtemp(dir), "mkdtemp");
-}
-
-static void remove_dir(const char *dir) {
-  char cmd[256];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  cr_expect_eq(system(cmd), 0);
-}
-
-static int entries(const char *dir) {
-  int n = 0;
-  DIR *d = opendir(dir);
-  if (!d) return -1;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) n += e->d_name[0] != '.';
-  closedir(d);
-  return n;
-}
-
-static run_result run(int np, const char *args) {
-  return np <= 2 ? run_cli(np, args) : run_cli_noleak(np, args);
-}
-
-/* 0 when h5diff finds the datasets equal (within the tolerance in opts), else 1; attributes
- * (provenance) differ by design and are ignored (as in test_cache.c). */
-static int h5diff(const char *opts, const char *a, const char *pa, const char *b, const char *pb) {
-  char cmd[2048], line[1024];
-  snprintf(cmd, sizeof cmd, "h5diff -v %s '%s' '%s' '%s' '%s' 2>&1", opts, a, b, pa, pb);
-  FILE *f = popen(cmd, "r");
-  if (!f) return 1;
-  int zero = 0, bad = 0, in_attr = 0;
-  while (fgets(line, sizeof line, f)) {
-    if (strncmp(line, "attribute:", 10) == 0) in_attr = 1;
-    if (strncmp(line, "dataset:", 8) == 0 || strncmp(line, "group", 5) == 0) in_attr = 0;
-    if (!in_attr && strstr(line, " differences found")) {
-      if (strncmp(line, "0 differences found", 19) == 0)
-        zero++;
-      else
-        bad++;
-    }
-    if (strstr(line, "not comparable") || strstr(line, "rror")) bad++;
-  }
-  int rc = pclose(f);
-  if (!WIFEXITED(rc) || WEXITSTATUS(rc) == 2) return 1;
-  return zero > 0 && bad == 0 ? 0 : 1;
-}
-
 /* Runs `args --out DIR/name` on np ranks, expecting success. */
 static void ok(int np, const char *args, const char *out) {
   char cmd[2048];
   snprintf(cmd, sizeof cmd, "%s --out %s", args, out);
-  run_result r = run(np, cmd);
+  run_result r = run_cli_np(np, cmd);
   cr_assert_eq(r.status, 0, "np=%d '%s': exit %d: %s", np, args, r.status, r.err);
   cr_expect(strstr(r.out, "\"out\"") != NULL, "no JSON summary: %s", r.out);
   run_free(&r);
@@ -90,7 +39,7 @@ static void ok(int np, const char *args, const char *out) {
 
 Test(steer, mlp_add_project_scale_match_pytorch, .timeout = 300) {
   char dir[64], out[128];
-  make_dir(dir);
+  cli_make_dir(dir, "steer");
   const char *ops[][2] = {{"--add " INPUTS ":/mlp/v --alpha 2", "/mlp/steer/add/output"},
                           {"--project " INPUTS ":/mlp/v", "/mlp/steer/project/output"},
                           {"--scale 0.5", "/mlp/steer/scale/output"}};
@@ -99,49 +48,49 @@ Test(steer, mlp_add_project_scale_match_pytorch, .timeout = 300) {
     snprintf(out, sizeof out, "%s/mlp%d.h5", dir, i);
     snprintf(args, sizeof args, "steer " MLP " --modules linear2 %s --batch-size 3", ops[i][0]);
     ok(2, args, out);
-    cr_expect_eq(h5diff("-d 1e-5", out, "/output", EXPECTED, ops[i][1]), 0,
+    cr_expect_eq(cli_h5diff("-d 1e-5", out, "/output", EXPECTED, ops[i][1]), 0,
                  "%s differs from PyTorch", ops[i][1]);
   }
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 Test(steer, gpt2_on_1_to_3_ranks, .timeout = 300) {
   char dir[64], out[3][128], args[1024];
-  make_dir(dir);
+  cli_make_dir(dir, "steer");
   for (int np = 1; np <= 3; np++) {
     snprintf(out[np - 1], sizeof out[0], "%s/np%d.h5", dir, np);
     ok(np,
        "steer " GPT2 " --modules transformer.h.0 --add " INPUTS ":/gpt2/v --alpha 4 --batch-size 2",
        out[np - 1]);
-    cr_expect_eq(h5diff("-d 1e-5", out[np - 1], "/output", EXPECTED, "/gpt2/steer/add/output"), 0,
+    cr_expect_eq(cli_h5diff("-d 1e-5", out[np - 1], "/output", EXPECTED, "/gpt2/steer/add/output"), 0,
                  "np=%d: steered logits differ from PyTorch", np);
   }
   for (int np = 2; np <= 3; np++)
-    cr_expect_eq(h5diff("", out[0], "/output", out[np - 1], "/output"), 0,
+    cr_expect_eq(cli_h5diff("", out[0], "/output", out[np - 1], "/output"), 0,
                  "steered logits on %d ranks differ from 1 rank", np);
   snprintf(args, sizeof args, "%s/proj.h5", dir);
   ok(3, "steer " GPT2 " --modules transformer.h.1.mlp --project " INPUTS ":/gpt2/v --batch-size 2",
      args);
-  cr_expect_eq(h5diff("-d 1e-5", args, "/output", EXPECTED, "/gpt2/steer/project/output"), 0,
+  cr_expect_eq(cli_h5diff("-d 1e-5", args, "/output", EXPECTED, "/gpt2/steer/project/output"), 0,
                "projected logits differ from PyTorch");
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 Test(addition, match_pytorch_on_1_to_3_ranks, .timeout = 300) {
   char dir[64], out[3][128], o2[128];
-  make_dir(dir);
+  cli_make_dir(dir, "steer");
   for (int np = 1; np <= 3; np++) {
     snprintf(out[np - 1], sizeof out[0], "%s/np%d.h5", dir, np);
     ok(np, "activation-addition " MLP_PN " --modules linear1,linear2 --batch-size 3", out[np - 1]);
     cr_expect_eq(
-        h5diff("-d 1e-5", out[np - 1], "/steer/linear1", EXPECTED, "/mlp/addition/linear1"), 0,
+        cli_h5diff("-d 1e-5", out[np - 1], "/steer/linear1", EXPECTED, "/mlp/addition/linear1"), 0,
         "np=%d: linear1", np);
     cr_expect_eq(
-        h5diff("-d 1e-5", out[np - 1], "/steer/linear2", EXPECTED, "/mlp/addition/linear2"), 0,
+        cli_h5diff("-d 1e-5", out[np - 1], "/steer/linear2", EXPECTED, "/mlp/addition/linear2"), 0,
         "np=%d: linear2", np);
   }
   for (int np = 2; np <= 3; np++)
-    cr_expect_eq(h5diff("", out[0], "/steer", out[np - 1], "/steer"), 0,
+    cr_expect_eq(cli_h5diff("", out[0], "/steer", out[np - 1], "/steer"), 0,
                  "vectors on %d ranks differ from 1 rank", np);
   const char *gpt[][3] = {
       {"none", "transformer.h.1", "/gpt2/addition/transformer.h.1"},
@@ -154,17 +103,17 @@ Test(addition, match_pytorch_on_1_to_3_ranks, .timeout = 300) {
              gpt[i][1], gpt[i][0]);
     ok(2, args, o2);
     snprintf(path, sizeof path, "/steer/%s", gpt[i][1]);
-    cr_expect_eq(h5diff("-d 1e-5", o2, path, EXPECTED, gpt[i][2]), 0, "%s differs from PyTorch",
+    cr_expect_eq(cli_h5diff("-d 1e-5", o2, path, EXPECTED, gpt[i][2]), 0, "%s differs from PyTorch",
                  gpt[i][2]);
   }
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 /* activation-addition -> steer --add OUT.h5:/steer/<module>: the vector applies as written,
  * (16, 48) per sample for a GPT-2 block, (20,) for linear2 */
 Test(addition, round_trip_into_steer, .timeout = 300) {
   char dir[64], vec[128], out[128], args[1024];
-  make_dir(dir);
+  cli_make_dir(dir, "steer");
   snprintf(vec, sizeof vec, "%s/vec.h5", dir);
   ok(2, "activation-addition " GPT2_PN " --modules transformer.h.0,transformer.h.1", vec);
   snprintf(out, sizeof out, "%s/steered.h5", dir);
@@ -174,24 +123,24 @@ Test(addition, round_trip_into_steer, .timeout = 300) {
   ok(3, args, out);
   snprintf(args, sizeof args, "%s/plain.h5", dir);
   ok(1, "steer " GPT2 " --modules transformer.h.1 --scale 1", args);
-  cr_expect_neq(h5diff("-d 1e-3", out, "/output", args, "/output"), 0,
+  cr_expect_neq(cli_h5diff("-d 1e-3", out, "/output", args, "/output"), 0,
                 "steering by the addition vector changed nothing");
   /* the same forward without steering: bit for bit */
   snprintf(out, sizeof out, "%s/cache.h5", dir);
   ok(2, "cache " GPT2 " --key-pattern lm_head", out);
-  cr_expect_eq(h5diff("", args, "/output", out, "/output"), 0, "--scale 1 changed the logits");
+  cr_expect_eq(cli_h5diff("", args, "/output", out, "/output"), 0, "--scale 1 changed the logits");
   snprintf(vec, sizeof vec, "%s/mlp.h5", dir);
   ok(1, "activation-addition " MLP_PN " --modules linear2", vec);
   snprintf(args, sizeof args, "steer " MLP " --modules linear2 --add %s:/steer/linear2", vec);
   snprintf(out, sizeof out, "%s/mlp_steered.h5", dir);
   ok(2, args, out);
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 /* SPEC TV-14 (addition on the identity Linear(3, 3)) and TV-15 (steering its root) */
 Test(addition, tv14_tv15_identity, .timeout = 120) {
   char dir[64], out[128];
-  make_dir(dir);
+  cli_make_dir(dir, "steer");
   const char *id = "--model " LAT "/identity/model.yaml";
   const char *grp[] = {"addition", "addition_b1"};
   for (int i = 0; i < 2; i++) {
@@ -204,7 +153,7 @@ Test(addition, tv14_tv15_identity, .timeout = 120) {
              id, grp[i], grp[i]);
     ok(3, args, out);
     snprintf(want, sizeof want, "/identity/%s/linear", grp[i]);
-    cr_expect_eq(h5diff("", out, "/steer/linear", EXPECTED, want), 0, "TV-14 %s", grp[i]);
+    cr_expect_eq(cli_h5diff("", out, "/steer/linear", EXPECTED, want), 0, "TV-14 %s", grp[i]);
   }
   char args[1024];
   snprintf(out, sizeof out, "%s/tv15.h5", dir);
@@ -213,24 +162,24 @@ Test(addition, tv14_tv15_identity, .timeout = 120) {
            ":/identity/steer/v",
            id);
   ok(2, args, out);
-  cr_expect_eq(h5diff("", out, "/output", EXPECTED, "/identity/steer/output"), 0, "TV-15");
-  remove_dir(dir);
+  cr_expect_eq(cli_h5diff("", out, "/output", EXPECTED, "/identity/steer/output"), 0, "TV-15");
+  cli_remove_dir(dir);
 }
 
 /* Each error: exit status non-zero, one message naming the problem, nothing on stdout, and
  * no file left in the output folder. */
 static void expect_error(int np, const char *args0, const char *fragment) {
   char dir[64], args[2048];
-  make_dir(dir);
+  cli_make_dir(dir, "steer");
   snprintf(args, sizeof args, "%s --out %s/x.h5", args0, dir);
-  run_result r = run(np, args);
+  run_result r = run_cli_np(np, args);
   cr_expect_neq(r.status, 0, "'%s' succeeded", args0);
   cr_expect(strstr(r.err, fragment) != NULL, "'%s': expected '%s' in: %s", args0, fragment, r.err);
   cr_expect_eq(count_lines_with(r.err, "error (rank"), 1, "one error line: %s", r.err);
   cr_expect_eq(r.out[0], '\0', "stdout not empty: %s", r.out);
-  cr_expect_eq(entries(dir), 0, "'%s' left a file behind", args0);
+  cr_expect_eq(cli_entries(dir), 0, "'%s' left a file behind", args0);
   run_free(&r);
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 Test(steer, errors, .timeout = 300) {

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -21,54 +20,9 @@
 #define MODULES \
   "transformer.h.0,transformer.h.0.attn,transformer.h.1,transformer.h.1.attn,transformer.h.1.mlp"
 
-static void make_dir(char dir[64]) {
-  snprintf(dir, 64, "/tmp/lh_cli_tiny_XXXXXX");
-  cr_assert_not_null(mkdtemp(dir), "mkdtemp");
-}
-
-static void remove_dir(const char *dir) {
-  char cmd[256];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  cr_expect_eq(system(cmd), 0);
-}
-
-/* The first lines of the last h5diff report about data (indices, both values and their
- * difference), printed when a comparison fails. */
-static char report[2048];
-
-/* 0 when h5diff finds the two datasets equal within the tolerance in opts ("" = exactly), else
- * 1; attributes (provenance) are ignored. */
-static int h5diff(const char *opts, const char *a, const char *pa, const char *b, const char *pb) {
-  char cmd[2048], line[1024];
-  snprintf(cmd, sizeof cmd, "h5diff -v %s '%s' '%s' '%s' '%s' 2>&1", opts, a, b, pa, pb);
-  report[0] = '\0';
-  FILE *f = popen(cmd, "r");
-  if (!f) return 1;
-  int zero = 0, bad = 0, in_attr = 0;
-  while (fgets(line, sizeof line, f)) {
-    if (!in_attr && strncmp(line, "attribute:", 10) != 0 &&
-        strlen(report) + strlen(line) < sizeof report)
-      strcat(report, line);
-    if (strncmp(line, "attribute:", 10) == 0) in_attr = 1;
-    if (strncmp(line, "dataset:", 8) == 0 || strncmp(line, "group", 5) == 0) in_attr = 0;
-    if (!in_attr && strstr(line, " differences found")) {
-      if (strncmp(line, "0 differences found", 19) == 0)
-        zero++;
-      else
-        bad++;
-    }
-    if (strstr(line, "not comparable") || strstr(line, "rror") || strstr(line, "not found") ||
-        strstr(line, "could not"))
-      bad++;
-  }
-  int rc = pclose(f);
-  if (!WIFEXITED(rc) || WEXITSTATUS(rc) == 2) return 1;
-  return zero > 0 && bad == 0 ? 0 : 1;
-}
-
 Test(tiny_gpt2, cache_matches_pytorch_on_1_and_2_ranks, .timeout = 120) {
   char dir[64], out[2][128], args[1024];
-  make_dir(dir);
+  cli_make_dir(dir, "tiny");
   for (int np = 1; np <= 2; np++) {
     snprintf(out[np - 1], sizeof out[0], "%s/cache%d.h5", dir, np);
     snprintf(args, sizeof args,
@@ -80,26 +34,26 @@ Test(tiny_gpt2, cache_matches_pytorch_on_1_and_2_ranks, .timeout = 120) {
     cr_assert_eq(r.status, 0, "np=%d exit %d: %s", np, r.status, r.err);
     /* logits up to ~20 in magnitude (deviation from PyTorch measured: 5.7e-6), attention
      * probabilities in [0, 1] (3.6e-7): tolerances about ten times those */
-    cr_expect_eq(h5diff("-d 5e-5", out[np - 1], "/output", EXPECTED, "/cache/output"), 0,
-                 "np=%d: last-position logits differ from PyTorch's:\n%s", np, report);
+    cr_expect_eq(cli_h5diff("-d 5e-5", out[np - 1], "/output", EXPECTED, "/cache/output"), 0,
+                 "np=%d: last-position logits differ from PyTorch's:\n%s", np, cli_h5diff_report);
     for (int L = 0; L < 2; L++) {
       char p[128];
       snprintf(p, sizeof p, "/cache/transformer.h.%d.attn.attn_dropout", L);
-      cr_expect_eq(h5diff("-d 4e-6", out[np - 1], p, EXPECTED, p), 0,
-                   "np=%d: %s differs from PyTorch's:\n%s", np, p, report);
-      cr_expect_eq(h5diff("", out[0], p, out[np - 1], p), 0, "np=%d: %s differs from 1 rank:\n%s", np,
-                   p, report);
+      cr_expect_eq(cli_h5diff("-d 4e-6", out[np - 1], p, EXPECTED, p), 0,
+                   "np=%d: %s differs from PyTorch's:\n%s", np, p, cli_h5diff_report);
+      cr_expect_eq(cli_h5diff("", out[0], p, out[np - 1], p), 0, "np=%d: %s differs from 1 rank:\n%s", np,
+                   p, cli_h5diff_report);
     }
-    cr_expect_eq(h5diff("", out[0], "/output", out[np - 1], "/output"), 0,
-                 "np=%d: /output differs from 1 rank:\n%s", np, report);
+    cr_expect_eq(cli_h5diff("", out[0], "/output", out[np - 1], "/output"), 0,
+                 "np=%d: /output differs from 1 rank:\n%s", np, cli_h5diff_report);
     run_free(&r);
   }
-  remove_dir(dir);
+  cli_remove_dir(dir);
 }
 
 Test(tiny_gpt2, patching_sweep_matches_pytorch_on_1_and_2_ranks, .timeout = 300) {
   char dir[64], out[2][128], args[1024];
-  make_dir(dir);
+  cli_make_dir(dir, "tiny");
   for (int np = 1; np <= 2; np++) {
     snprintf(out[np - 1], sizeof out[0], "%s/sweep%d.h5", dir, np);
     snprintf(args, sizeof args,
@@ -123,9 +77,9 @@ Test(tiny_gpt2, patching_sweep_matches_pytorch_on_1_and_2_ranks, .timeout = 300)
         {"/normalised_effects", "/sweep/normalised_effects", "-d 2e-7"},
         {"/normalised_effects_positions", "/sweep/normalised_effects_positions", "-d 2e-7"}};
     for (int k = 0; k < 8; k++)
-      cr_expect_eq(h5diff(abs_pairs[k][2], out[np - 1], abs_pairs[k][0], EXPECTED, abs_pairs[k][1]),
+      cr_expect_eq(cli_h5diff(abs_pairs[k][2], out[np - 1], abs_pairs[k][0], EXPECTED, abs_pairs[k][1]),
                    0, "np=%d: %s differs from PyTorch's %s:\n%s", np, abs_pairs[k][0], abs_pairs[k][1],
-                   report);
+                   cli_h5diff_report);
     run_free(&r);
   }
   const char *all[] = {"/output",
@@ -138,7 +92,7 @@ Test(tiny_gpt2, patching_sweep_matches_pytorch_on_1_and_2_ranks, .timeout = 300)
                        "/normalised_effects_positions",
                        "/effects_positions_per_sample"};
   for (int k = 0; k < 9; k++)
-    cr_expect_eq(h5diff("", out[0], all[k], out[1], all[k]), 0, "%s: 2 ranks differ from 1:\n%s",
-                 all[k], report);
-  remove_dir(dir);
+    cr_expect_eq(cli_h5diff("", out[0], all[k], out[1], all[k]), 0, "%s: 2 ranks differ from 1:\n%s",
+                 all[k], cli_h5diff_report);
+  cli_remove_dir(dir);
 }
