@@ -94,6 +94,7 @@ lh_status cmd_steer(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 lh_status cmd_addition(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 lh_status cmd_attention(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 lh_status cmd_probe(MPI_Comm comm, int argc, char **argv, cli_common *cc);
+lh_status cmd_probe_model(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 
 #endif
 

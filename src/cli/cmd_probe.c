@@ -117,6 +117,9 @@ lh_status cmd_probe(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
   double *y = NULL;
   bool *test = NULL, *train = NULL;
   int pos;
+  for (int i = 1; i < argc; i++) /* probes inside the forward pass: cmd_probe_model.c */
+    if (strcmp(argv[i], "--model") == 0 || strncmp(argv[i], "--model=", 8) == 0)
+      return cmd_probe_model(comm, argc, argv, cc);
   LH_TRY(cli_parse("probe", argc, argv, opts, NULL, cc, on_option, &a, &pos));
   if (cc->help) {
     cli_print_help(comm, HELP);
