@@ -131,3 +131,16 @@ int cli_h5diff(const char *opts, const char *a, const char *pa, const char *b, c
   if (!WIFEXITED(rc) || WEXITSTATUS(rc) == 2) return 1;
   return zero > 0 && bad == 0 ? 0 : 1;
 }
+
+bool cli_png_size(const char *path, unsigned *w, unsigned *h) {
+  static const unsigned char SIG[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  unsigned char b[24] = {0};
+  FILE *f = fopen(path, "rb");
+  if (!f) return false;
+  size_t n = fread(b, 1, sizeof b, f);
+  fclose(f);
+  if (n != sizeof b || memcmp(b, SIG, 8) != 0 || memcmp(b + 12, "IHDR", 4) != 0) return false;
+  *w = (unsigned)b[16] << 24 | (unsigned)b[17] << 16 | (unsigned)b[18] << 8 | b[19];
+  *h = (unsigned)b[20] << 24 | (unsigned)b[21] << 16 | (unsigned)b[22] << 8 | b[23];
+  return true;
+}

@@ -5,6 +5,8 @@
 #ifndef LH_TESTS_SPAWN_H
 #define LH_TESTS_SPAWN_H
 
+#include <stdbool.h>
+
 typedef struct run_result {
   int status; /* exit status of mpiexec (124 = timed out) */
   char *out;  /* stdout, NUL-terminated */
@@ -46,5 +48,8 @@ int cli_entries(const char *dir);
  * about data (not attributes) are kept in cli_h5diff_report (first 2 KiB) for messages. */
 int cli_h5diff(const char *opts, const char *a, const char *pa, const char *b, const char *pb);
 extern char cli_h5diff_report[2048];
+
+/* True when path starts with the PNG signature and an IHDR chunk; *w and *h get its size. */
+bool cli_png_size(const char *path, unsigned *w, unsigned *h);
 
 #endif

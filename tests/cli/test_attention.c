@@ -21,25 +21,11 @@
 #define RO LH_SOURCE_DIR "/tests/golden/rollout"
 #define GPT2 "--model " NN "/gpt2 --inputs " NN "/gpt2/data.h5:/tokens"
 
-/* A PNG file: signature, then the IHDR chunk with big-endian width and height. */
-static bool png_size(const char *path, unsigned *w, unsigned *h) {
-  static const unsigned char SIG[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  unsigned char b[24] = {0};
-  FILE *f = fopen(path, "rb");
-  if (!f) return false;
-  size_t n = fread(b, 1, sizeof b, f);
-  fclose(f);
-  if (n != sizeof b || memcmp(b, SIG, 8) != 0 || memcmp(b + 12, "IHDR", 4) != 0) return false;
-  *w = (unsigned)b[16] << 24 | (unsigned)b[17] << 16 | (unsigned)b[18] << 8 | b[19];
-  *h = (unsigned)b[20] << 24 | (unsigned)b[21] << 16 | (unsigned)b[22] << 8 | b[23];
-  return true;
-}
-
 static void expect_png(const char *dir, const char *name) {
   char path[256];
   unsigned w = 0, h = 0;
   snprintf(path, sizeof path, "%s/%s", dir, name);
-  cr_expect(png_size(path, &w, &h), "%s: missing or not a PNG", path);
+  cr_expect(cli_png_size(path, &w, &h), "%s: missing or not a PNG", path);
   cr_expect(w == 900 && h == 700, "%s: %u x %u, expected 900 x 700", path, w, h);
 }
 

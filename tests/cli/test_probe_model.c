@@ -97,20 +97,6 @@ static void strip(char *s) {
   *w = '\0';
 }
 
-/* A PNG file: signature, then the IHDR chunk with big-endian width and height. */
-static bool png_size(const char *path, unsigned *wd, unsigned *ht) {
-  static const unsigned char SIG[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  unsigned char b[24];
-  FILE *f = fopen(path, "rb");
-  if (!f) return false;
-  size_t n = fread(b, 1, sizeof b, f);
-  fclose(f);
-  if (n != sizeof b || memcmp(b, SIG, 8) != 0 || memcmp(b + 12, "IHDR", 4) != 0) return false;
-  *wd = (unsigned)b[16] << 24 | (unsigned)b[17] << 16 | (unsigned)b[18] << 8 | b[19];
-  *ht = (unsigned)b[20] << 24 | (unsigned)b[21] << 16 | (unsigned)b[22] << 8 | b[23];
-  return true;
-}
-
 static int out_files(void) {
   int n = 0;
   DIR *d = opendir(dir);
@@ -154,7 +140,7 @@ Test(probe_model, equals_data_path_and_rank_counts) {
     run_free(&r);
     snprintf(path, sizeof path, "%s/p%d.png", dir, np);
     unsigned wd = 0, ht = 0;
-    cr_expect(png_size(path, &wd, &ht), "%s: missing or not a PNG", path);
+    cr_expect(cli_png_size(path, &wd, &ht), "%s: missing or not a PNG", path);
     cr_expect(wd == 900 && ht == 700, "%s: %u x %u", path, wd, ht);
   }
   /* bitwise the --data probes */
