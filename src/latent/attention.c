@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "core/check.h"
+#include "latent/grid.h"
 #include "latenthook/attention.h"
 #include "latenthook/comm.h"
 #include "latenthook/mem.h"
@@ -166,41 +167,13 @@ static lh_status on_attention(const lh_hook_event *ev, void *user) {
   return LH_OK;
 }
 
-/* "linear1, linear2, ..." (at most ~40 names) for messages. */
-static void list_modules(const lh_model *m, char *buf, size_t cap) {
-  size_t n = 0;
-  buf[0] = '\0';
-  int64_t count = lh_model_module_count(m);
-  for (int64_t i = 1; i < count && n + 1 < cap; i++) {
-    if (i > 40) {
-      snprintf(buf + n, cap - n, ", ... (%lld modules)", (long long)count - 1);
-      break;
-    }
-    n += (size_t)snprintf(buf + n, cap - n, "%s%s", i > 1 ? ", " : "", lh_model_module_name(m, i));
-  }
-}
-
+/* lh_grid_check_inputs, but for floating-point token ids this file's own wording. */
 static lh_status check_inputs(const lh_model *m, const lh_h5_info *in) {
-  const int64_t W = lh_model_input_width(m);
-  if (in->ndims != 2)
-    return LH_ERROR(
-        LH_ERR_VALUE, "%s:%s: expected a 2-D dataset (N, %s), got %d dimensions", in->addr.file,
-        in->addr.path,
-        lh_model_input_kind(m) == LH_INPUT_TOKENS ? "T) of token ids" : "F) of features",
-        in->ndims);
-  if (lh_model_input_kind(m) == LH_INPUT_TOKENS) {
-    if (in->cls == LH_H5_FLOAT)
-      return LH_ERROR(LH_ERR_VALUE, "%s:%s: expected integer token ids, got floating-point data",
-                      in->addr.file, in->addr.path);
-    if (in->dims[1] < 1 || in->dims[1] > W)
-      return LH_ERROR(LH_ERR_VALUE,
-                      "%s:%s: sequences of %lld tokens, the model takes 1 to %lld (n_positions)",
-                      in->addr.file, in->addr.path, (long long)in->dims[1], (long long)W);
-  } else if (in->dims[1] != W) {
-    return LH_ERROR(LH_ERR_VALUE, "%s:%s: rows of %lld features, the model expects %lld",
-                    in->addr.file, in->addr.path, (long long)in->dims[1], (long long)W);
-  }
-  return LH_OK;
+  int64_t W;
+  if (in->ndims == 2 && lh_model_input_kind(m) == LH_INPUT_TOKENS && in->cls == LH_H5_FLOAT)
+    return LH_ERROR(LH_ERR_VALUE, "%s:%s: expected integer token ids, got floating-point data",
+                    in->addr.file, in->addr.path);
+  return lh_grid_check_inputs(m, in, &W);
 }
 
 /* The user's lists against N, L and H. Local (the same on every rank). */
@@ -341,7 +314,7 @@ lh_status lh_attention_run(MPI_Comm comm, lh_model *model, const char *inputs,
   buf = NULL;
   if (x.L == 0) {
     char names[2048];
-    list_modules(model, names, sizeof names);
+    lh_grid_list_modules(model, true, names, sizeof names);
     LH_TRY(lh_agree(
         comm, LH_ERROR(LH_ERR_VALUE, "--key-pattern '%s' matches %s; the model's modules are: %s",
                        opts->key_pattern,

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "latent/grid.h"
 #include "latenthook/cache.h"
 #include "latenthook/comm.h"
 #include "latenthook/log.h"
@@ -173,47 +174,6 @@ static int by_order(const void *a, const void *b) {
   return x->order < y->order ? -1 : x->order > y->order;
 }
 
-/* "linear1, linear2, ..." (at most ~40 names) for messages. */
-static void list_modules(const lh_model *m, bool relative, char *buf, size_t cap) {
-  size_t n = 0;
-  buf[0] = '\0';
-  int64_t count = lh_model_module_count(m);
-  for (int64_t i = 1; i < count && n + 1 < cap; i++) {
-    if (i > 40) {
-      snprintf(buf + n, cap - n, ", ... (%lld modules)", (long long)count - 1);
-      break;
-    }
-    n += (size_t)snprintf(buf + n, cap - n, "%s%s%s", i > 1 ? ", " : "",
-                          relative ? "" : "td_module.module.", lh_model_module_name(m, i));
-  }
-}
-
-static lh_status check_inputs(const lh_model *m, const lh_h5_info *in, int64_t *T) {
-  char ty[32];
-  if (in->ndims != 2)
-    return LH_ERROR(
-        LH_ERR_VALUE, "%s:%s: expected a 2-D dataset (N, %s), got %d dimensions", in->addr.file,
-        in->addr.path,
-        lh_model_input_kind(m) == LH_INPUT_TOKENS ? "T) of token ids" : "F) of features",
-        in->ndims);
-  const int64_t W = lh_model_input_width(m);
-  if (lh_model_input_kind(m) == LH_INPUT_TOKENS) {
-    if (in->cls == LH_H5_FLOAT)
-      return LH_ERROR(LH_ERR_VALUE, "%s:%s: expected integer token ids, got %s", in->addr.file,
-                      in->addr.path, lh_h5_type_name(in, ty, sizeof ty));
-    if (in->dims[1] < 1 || in->dims[1] > W)
-      return LH_ERROR(LH_ERR_VALUE,
-                      "%s:%s: sequences of %lld tokens, the model takes 1 to %lld "
-                      "(n_positions)",
-                      in->addr.file, in->addr.path, (long long)in->dims[1], (long long)W);
-  } else if (in->dims[1] != W) {
-    return LH_ERROR(LH_ERR_VALUE, "%s:%s: rows of %lld features, the model expects %lld",
-                    in->addr.file, in->addr.path, (long long)in->dims[1], (long long)W);
-  }
-  *T = in->dims[1];
-  return LH_OK;
-}
-
 lh_status lh_cache_run(MPI_Comm comm, lh_model *model, const char *inputs,
                        const lh_cache_opts *opts, lh_cache **out) {
   lh_status st = LH_OK, local = LH_OK;
@@ -242,7 +202,7 @@ lh_status lh_cache_run(MPI_Comm comm, lh_model *model, const char *inputs,
   LH_TRY(lh_h5_open(comm, inputs, 0, &d));
   const lh_h5_info *in = lh_h5_dset_info(d);
   int64_t T = 0;
-  LH_TRY(lh_agree(comm, check_inputs(model, in, &T)));
+  LH_TRY(lh_agree(comm, lh_grid_check_inputs(model, in, &T)));
   const int64_t N = in->dims[0];
   const int64_t n = lh_part_count(N, P, rank), off = lh_part_offset(N, P, rank);
 
@@ -284,7 +244,7 @@ lh_status lh_cache_run(MPI_Comm comm, lh_model *model, const char *inputs,
   LH_TRY(lh_agree(comm, local));
   if (c->count == 0 && opts->key_pattern) {
     char names[2048];
-    list_modules(model, opts->relative, names, sizeof names);
+    lh_grid_list_modules(model, opts->relative, names, sizeof names);
     LH_FAIL(LH_ERR_VALUE,
             "--key-pattern '%s' matches %s; the model's modules (%s names) "
             "are: %s",

@@ -24,6 +24,7 @@
 #include <hdf5.h>
 
 #include "core/check.h"
+#include "latent/grid.h"
 #include "latenthook/comm.h"
 #include "latenthook/log.h"
 #include "latenthook/maxact.h"
@@ -183,44 +184,6 @@ static int by_order(const void *a, const void *b) {
   return x->order < y->order ? -1 : x->order > y->order;
 }
 
-/* "linear1, linear2, ..." (at most ~40 names) for messages. */
-static void list_modules(const lh_model *m, char *buf, size_t cap) {
-  size_t n = 0;
-  buf[0] = '\0';
-  int64_t count = lh_model_module_count(m);
-  for (int64_t i = 1; i < count && n + 1 < cap; i++) {
-    if (i > 40) {
-      snprintf(buf + n, cap - n, ", ... (%lld modules)", (long long)count - 1);
-      break;
-    }
-    n += (size_t)snprintf(buf + n, cap - n, "%s%s", i > 1 ? ", " : "", lh_model_module_name(m, i));
-  }
-}
-
-static lh_status check_inputs(const lh_model *m, const lh_h5_info *in, int64_t *T) {
-  char ty[32];
-  const bool tokens = lh_model_input_kind(m) == LH_INPUT_TOKENS;
-  if (in->ndims != 2)
-    return LH_ERROR(LH_ERR_VALUE, "%s:%s: expected a 2-D dataset (N, %s), got %d dimensions",
-                    in->addr.file, in->addr.path, tokens ? "T) of token ids" : "F) of features",
-                    in->ndims);
-  const int64_t W = lh_model_input_width(m);
-  if (tokens) {
-    if (in->cls == LH_H5_FLOAT)
-      return LH_ERROR(LH_ERR_VALUE, "%s:%s: expected integer token ids, got %s", in->addr.file,
-                      in->addr.path, lh_h5_type_name(in, ty, sizeof ty));
-    if (in->dims[1] < 1 || in->dims[1] > W)
-      return LH_ERROR(LH_ERR_VALUE,
-                      "%s:%s: sequences of %lld tokens, the model takes 1 to %lld (n_positions)",
-                      in->addr.file, in->addr.path, (long long)in->dims[1], (long long)W);
-  } else if (in->dims[1] != W) {
-    return LH_ERROR(LH_ERR_VALUE, "%s:%s: rows of %lld features, the model expects %lld",
-                    in->addr.file, in->addr.path, (long long)in->dims[1], (long long)W);
-  }
-  *T = in->dims[1];
-  return LH_OK;
-}
-
 /* The user-defined reduction: inout[u] = the first K of in[u] and inout[u] merged. K comes
  * from the datatype (K candidates per element); the scratch is set before the reduction (the
  * operation runs inside the MPI call, on this thread). */
@@ -285,7 +248,7 @@ lh_status lh_maxact_run(MPI_Comm comm, lh_model *model, const char *inputs,
   LH_TRY(lh_h5_open(comm, inputs, 0, &d));
   const lh_h5_info *in = lh_h5_dset_info(d);
   int64_t W = 0;
-  LH_TRY(lh_agree(comm, check_inputs(model, in, &W)));
+  LH_TRY(lh_agree(comm, lh_grid_check_inputs(model, in, &W)));
   const int64_t N = in->dims[0];
   const int64_t n = lh_part_count(N, P, rank), off = lh_part_offset(N, P, rank);
 
@@ -319,7 +282,7 @@ lh_status lh_maxact_run(MPI_Comm comm, lh_model *model, const char *inputs,
   LH_TRY(lh_agree(comm, local));
   if (r->count == 0) {
     char names[2048];
-    list_modules(model, names, sizeof names);
+    lh_grid_list_modules(model, true, names, sizeof names);
     LH_FAIL(LH_ERR_VALUE, "--key-pattern '%s' matches %s; the model's modules are: %s",
             opts->key_pattern,
             matched ? "only modules that are never called (containers)" : "no module", names);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "latent/grid.h"
 #include "latenthook/comm.h"
 #include "latenthook/h5.h"
 #include "latenthook/mem.h"
@@ -159,31 +160,6 @@ done:
   return st;
 }
 
-/* The inputs must be what the model takes (as cache.c checks them). */
-static lh_status check_inputs(const lh_model *m, const lh_h5_info *in, int64_t *W) {
-  char ty[32];
-  const bool tokens = lh_model_input_kind(m) == LH_INPUT_TOKENS;
-  if (in->ndims != 2)
-    return LH_ERROR(LH_ERR_VALUE, "%s:%s: expected a 2-D dataset (N, %s), got %d dimensions",
-                    in->addr.file, in->addr.path, tokens ? "T) of token ids" : "F) of features",
-                    in->ndims);
-  const int64_t width = lh_model_input_width(m);
-  if (tokens) {
-    if (in->cls == LH_H5_FLOAT)
-      return LH_ERROR(LH_ERR_VALUE, "%s:%s: expected integer token ids, got %s", in->addr.file,
-                      in->addr.path, lh_h5_type_name(in, ty, sizeof ty));
-    if (in->dims[1] < 1 || in->dims[1] > width)
-      return LH_ERROR(LH_ERR_VALUE,
-                      "%s:%s: sequences of %lld tokens, the model takes 1 to %lld (n_positions)",
-                      in->addr.file, in->addr.path, (long long)in->dims[1], (long long)width);
-  } else if (in->dims[1] != width) {
-    return LH_ERROR(LH_ERR_VALUE, "%s:%s: rows of %lld features, the model expects %lld",
-                    in->addr.file, in->addr.path, (long long)in->dims[1], (long long)width);
-  }
-  *W = in->dims[1];
-  return LH_OK;
-}
-
 lh_status lh_steer_forward(MPI_Comm comm, lh_model *model, const char *inputs, int64_t batch_size,
                            lh_dmat **out, int *k, int64_t *shape) {
   lh_status st = LH_OK, local = LH_OK;
@@ -202,7 +178,7 @@ lh_status lh_steer_forward(MPI_Comm comm, lh_model *model, const char *inputs, i
     LH_FAIL(LH_ERR_USAGE, "--batch-size must be >= 1, got %lld", (long long)batch_size);
   LH_TRY(lh_h5_open(comm, inputs, 0, &d));
   const lh_h5_info *in = lh_h5_dset_info(d);
-  LH_TRY(lh_agree(comm, check_inputs(model, in, &W)));
+  LH_TRY(lh_agree(comm, lh_grid_check_inputs(model, in, &W)));
   const int64_t N = in->dims[0];
   const int64_t n = lh_part_count(N, P, rank), off = lh_part_offset(N, P, rank);
   const int64_t bs = batch_size;
