@@ -4,11 +4,12 @@
  * Three steps. (1) Hooks go on every module the key pattern matches, once per direction; a
  * one-sample probe forward on every rank records which (direction, module) pairs fire and
  * the per-sample shapes they see, so that every rank, with rows or not, creates the same
- * distributed matrices in the same order. (2) Each rank reads its row slab batch by batch
- * (collective reads; a rank past its last batch joins with an empty selection) and runs the
- * model; the hooks copy the reduced tensors into the local rows of the matrices, a later call
- * of the same module overwriting an earlier one (tdhook keeps the last call). Errors are
- * agreed after every batch, so a bad token on one rank stops all ranks at the same point.
+ * distributed matrices in the same order. (2) The pass over the global batch grid (grid.h):
+ * each rank reads its row slab batch by batch (collective reads; a rank past its last batch
+ * joins with an empty selection) and runs the model; the hooks copy the reduced tensors into
+ * the local rows of the matrices, a later call of the same module overwriting an earlier one
+ * (tdhook keeps the last call). Errors are agreed after every batch, so a bad token on one
+ * rank stops all ranks at the same point.
  * (3) The caller writes the matrices (lh_cache_write) or hands them to the analyses.
  */
 #include <stdio.h>
@@ -22,7 +23,6 @@
 #include "latenthook/log.h"
 #include "latenthook/mem.h"
 #include "latenthook/partition.h"
-#include "latenthook/progress.h"
 #include "latenthook/timer.h"
 
 #define MAX_ENTRIES 4096
@@ -60,6 +60,7 @@ typedef struct ctx {
   int64_t nb;         /* samples in the current forward (a whole global batch) */
   int64_t lo, hi;     /* global rows of the current forward this rank keeps */
   int64_t row_offset; /* global index of this rank's first row */
+  int64_t outE;       /* elements per sample of the reduced model output */
   int64_t last_order; /* module index and call of the probe's last event (early stop) */
   int last_call;
 } ctx;
@@ -168,6 +169,22 @@ static lh_status on_tensor(const lh_hook_event *ev, void *user) {
   return keep_rows(&x->o->reduce, t, ev->name, ev->row0, x, (float *)lh_dmat_local(e->m), E);
 }
 
+/* The hooks' view of a round of the pass: the rows of the forward this rank keeps. */
+static void begin_batch(const lh_grid_batch *b, void *user) {
+  ctx *x = user;
+  x->lo = b->lo;
+  x->hi = b->hi;
+  x->nb = b->gsz;
+}
+
+/* Keeps this rank's rows of the model output. */
+static lh_status after_forward(const lh_grid_batch *b, void *user) {
+  ctx *x = user;
+  if (!x->c->out) return LH_OK;
+  return keep_rows(&x->o->output_reduce, b->out, "the model", b->g0, x,
+                   (float *)lh_dmat_local(x->c->out), x->outE);
+}
+
 static int by_order(const void *a, const void *b) {
   const entry *x = a, *y = b;
   if (x->dir != y->dir) return x->dir < y->dir ? -1 : 1;
@@ -185,8 +202,6 @@ lh_status lh_cache_run(MPI_Comm comm, lh_model *model, const char *inputs,
   lh_hook_handle *h[LH_CACHE_MAX_DIRS] = {NULL, NULL};
   float *buf = NULL, *probe = NULL;
   ctx x = {.model = model, .o = opts, .last_order = -1};
-  lh_progress bar;
-  bool bar_on = false;
   static lh_event ev = -2;
   if (ev == -2) ev = lh_event_get("cache.forward");
 
@@ -204,7 +219,7 @@ lh_status lh_cache_run(MPI_Comm comm, lh_model *model, const char *inputs,
   int64_t T = 0;
   LH_TRY(lh_agree(comm, lh_grid_check_inputs(model, in, &T)));
   const int64_t N = in->dims[0];
-  const int64_t n = lh_part_count(N, P, rank), off = lh_part_offset(N, P, rank);
+  const int64_t off = lh_part_offset(N, P, rank);
 
   local = lh_alloc(1, sizeof *c, true, "activation cache", &c);
   if (local == LH_OK) local = lh_alloc(MAX_ENTRIES, sizeof *c->e, true, "cache entries", &c->e);
@@ -286,48 +301,20 @@ lh_status lh_cache_run(MPI_Comm comm, lh_model *model, const char *inputs,
     LH_TRY(lh_dmat_create(comm, LH_F32, N, c->e[i].E, &c->e[i].m));
   if (opts->keep_output) LH_TRY(lh_dmat_create(comm, LH_F32, N, outE, &c->out));
 
-  /* (2) the pass. Batches are cut on a global grid, batch j = rows [j bs, (j + 1) bs), and
-   * every forward runs a whole global batch, the rows of other ranks replaced by zeros: each
-   * sample then sits at the same place in the same GEMM shapes whatever the rank count, so
-   * the results are bit-identical for any P (BLAS kernels may round a row differently by its
-   * position in a block or by the row count). The price is at most two part-filled batches
-   * per rank. */
-  const int64_t bs = opts->batch_size;
-  const int64_t j0 = n ? off / bs : 0, mine = n ? (off + n - 1) / bs - j0 + 1 : 0;
-  int64_t rounds = mine;
-  MPI_Allreduce(MPI_IN_PLACE, &rounds, 1, MPI_INT64_T, MPI_MAX, comm);
-  LH_TRY(lh_agree(comm, lh_alloc((size_t)(bs * W), sizeof *buf, false, "input batch", &buf)));
-  if (opts->progress) {
-    lh_progress_start(&bar, rank, "forward", "samples", N);
-    bar_on = true;
-  }
-  lh_event_begin(ev);
-  for (int64_t r = 0; r < rounds; r++) {
-    const int64_t g0 = (j0 + r) * bs, gsz = r < mine ? LH_MIN(bs, N - g0) : 0;
-    x.lo = r < mine ? LH_MAX(off, g0) : off;
-    x.hi = r < mine ? LH_MIN(off + n, g0 + gsz) : off;
-    x.nb = gsz;
-    if (gsz > 0) memset(buf, 0, (size_t)(gsz * W) * sizeof *buf);
-    local = lh_h5_read_rows(d, 0, x.lo, x.hi - x.lo, LH_F32, buf + (gsz ? (x.lo - g0) * W : 0));
-    if (local == LH_OK && gsz > 0) {
-      lh_tensor tin = {.data = buf, .ndim = 2, .shape = {gsz, W}}, tout;
-      lh_model_set_row0(model, g0);
-      local = lh_model_forward(model, &tin, &tout);
-      if (local == LH_OK && c->out)
-        local = keep_rows(&opts->output_reduce, &tout, "the model", g0, &x,
-                          (float *)lh_dmat_local(c->out), outE);
-    }
-    if (local != LH_OK) lh_error_prefix("%s: ", inputs);
-    LH_TRY(lh_agree(comm, local));
-    if (bar_on) lh_progress_update(&bar, LH_MIN(N, (r + 1) * bs * P));
-  }
-  lh_event_end(ev);
-  if (bar_on) lh_progress_finish(&bar);
-  bar_on = false;
+  /* (2) the pass, on the global batch grid (grid.h explains why) */
+  x.outE = outE;
+  LH_TRY(lh_agree(comm, lh_alloc((size_t)(opts->batch_size * W), sizeof *buf, false,
+                                 "input batch", &buf)));
+  lh_grid_ops ops = {.begin = begin_batch,
+                     .after = after_forward,
+                     .agreed = NULL,
+                     .user = &x,
+                     .progress = opts->progress ? "forward" : NULL,
+                     .event = ev};
+  LH_TRY(lh_grid_run(comm, model, d, inputs, opts->batch_size, buf, &ops, NULL));
   *out = c;
   c = NULL;
 done:
-  if (bar_on) lh_progress_finish(&bar);
   lh_model_stop_after(model, -1, 0);
   for (int i = 0; i < LH_CACHE_MAX_DIRS; i++) lh_hook_remove(&h[i]);
   lh_cache_destroy(&c);
