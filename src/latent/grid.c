@@ -79,9 +79,12 @@ lh_status lh_grid_run(MPI_Comm comm, lh_model *model, lh_h5_dset *d, const char 
   for (int64_t r = 0; r < rounds; r++) {
     lh_grid_batch b = {.round = r, .in = buf, .out = NULL};
     b.g0 = (j0 + r) * bs;
-    b.gsz = r < mine ? LH_MIN(bs, N - b.g0) : 0;
-    b.lo = r < mine ? LH_MAX(off, b.g0) : off;
-    b.hi = r < mine ? LH_MIN(off + n, b.g0 + b.gsz) : off;
+    if (r < mine) {
+      lh_grid_slice(N, bs, off, n, b.g0, &b.gsz, &b.lo, &b.hi);
+    } else { /* past this rank's batches: an empty read, no forward */
+      b.gsz = 0;
+      b.lo = b.hi = off;
+    }
     if (ops->begin) ops->begin(&b, ops->user);
     if (b.gsz > 0) memset(buf, 0, (size_t)(b.gsz * W) * sizeof *buf);
     local = lh_h5_read_rows(d, 0, b.lo, b.hi - b.lo, LH_F32,

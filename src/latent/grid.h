@@ -60,6 +60,16 @@ typedef struct lh_grid_ops {
   lh_event event;          /* timing event around the whole pass */
 } lh_grid_ops;
 
+/* The global batch at row g0 of the grid of bs rows over N samples, rows [g0, g0 + *gsz), and
+ * the rows [*lo, *hi) of it that a rank owning rows [off, off + n) holds (*lo >= *hi: none).
+ * Pure. */
+static inline void lh_grid_slice(int64_t N, int64_t bs, int64_t off, int64_t n, int64_t g0,
+                                 int64_t *gsz, int64_t *lo, int64_t *hi) {
+  *gsz = bs < N - g0 ? bs : N - g0;
+  *lo = off > g0 ? off : g0;
+  *hi = off + n < g0 + *gsz ? off + n : g0 + *gsz;
+}
+
 /* Checks that the inputs dataset is what the model takes: (N, T) integer token ids with
  * 1 <= T <= n_positions, or (N, F) features with F the model's input width. Stores the row
  * width (T or F) in *W. Local (the same answer on every rank: the header is). */
