@@ -5,7 +5,7 @@
  * Three steps, as cache.c. (1) Hooks on the attention modules; a one-sample probe forward on
  * every rank records the layers (hook events in call order) and their shape (H, T, T), so
  * every rank knows L, H and T before any data is read and checks the user's layers, heads and
- * samples against them. (2) Batches on the global grid of cache.c (bit-identical results for
+ * samples against them. (2) Batches on the global grid of grid.h (bit-identical results for
  * any rank count); inside each layer's hook, every sample this rank owns in the batch gets
  * that layer folded into its running rollout R <- Â R, and the chosen samples copy the shown
  * heads of the shown layers. After each batch the rollouts go to OUT:/rollout collectively.
@@ -19,11 +19,11 @@
 #include <jansson.h>
 
 #include "core/check.h"
+#include "latent/grid.h"
 #include "latenthook/attention.h"
 #include "latenthook/comm.h"
 #include "latenthook/mem.h"
 #include "latenthook/partition.h"
-#include "latenthook/progress.h"
 #include "latenthook/timer.h"
 
 #define MAX_LAYERS 4096
@@ -56,6 +56,11 @@ typedef struct ctx {
   int64_t nsl, nsh; /* shown layers, shown heads (1 with the mean) */
   keep *keeps;
   int64_t nkeeps;
+  /* the pass */
+  MPI_Comm comm;
+  lh_h5_dset *ds; /* OUT:/rollout, or NULL */
+  int64_t W;      /* input row width */
+  int64_t E;      /* doubles per kept sample */
 } ctx;
 
 lh_attention_opts lh_attention_defaults(void) {
@@ -166,41 +171,48 @@ static lh_status on_attention(const lh_hook_event *ev, void *user) {
   return LH_OK;
 }
 
-/* "linear1, linear2, ..." (at most ~40 names) for messages. */
-static void list_modules(const lh_model *m, char *buf, size_t cap) {
-  size_t n = 0;
-  buf[0] = '\0';
-  int64_t count = lh_model_module_count(m);
-  for (int64_t i = 1; i < count && n + 1 < cap; i++) {
-    if (i > 40) {
-      snprintf(buf + n, cap - n, ", ... (%lld modules)", (long long)count - 1);
-      break;
-    }
-    n += (size_t)snprintf(buf + n, cap - n, "%s%s", i > 1 ? ", " : "", lh_model_module_name(m, i));
-  }
+/* The hooks' view of a round of the pass; the layers count from 0 in each forward. */
+static void begin_batch(const lh_grid_batch *b, void *user) {
+  ctx *x = user;
+  x->lo = b->lo;
+  x->hi = b->hi;
+  x->nb = b->gsz;
+  x->layer = 0;
 }
 
-static lh_status check_inputs(const lh_model *m, const lh_h5_info *in) {
-  const int64_t W = lh_model_input_width(m);
-  if (in->ndims != 2)
-    return LH_ERROR(
-        LH_ERR_VALUE, "%s:%s: expected a 2-D dataset (N, %s), got %d dimensions", in->addr.file,
-        in->addr.path,
-        lh_model_input_kind(m) == LH_INPUT_TOKENS ? "T) of token ids" : "F) of features",
-        in->ndims);
-  if (lh_model_input_kind(m) == LH_INPUT_TOKENS) {
-    if (in->cls == LH_H5_FLOAT)
-      return LH_ERROR(LH_ERR_VALUE, "%s:%s: expected integer token ids, got floating-point data",
-                      in->addr.file, in->addr.path);
-    if (in->dims[1] < 1 || in->dims[1] > W)
-      return LH_ERROR(LH_ERR_VALUE,
-                      "%s:%s: sequences of %lld tokens, the model takes 1 to %lld (n_positions)",
-                      in->addr.file, in->addr.path, (long long)in->dims[1], (long long)W);
-  } else if (in->dims[1] != W) {
-    return LH_ERROR(LH_ERR_VALUE, "%s:%s: rows of %lld features, the model expects %lld",
-                    in->addr.file, in->addr.path, (long long)in->dims[1], (long long)W);
+/* Every layer must have fired; the chosen samples of the batch keep their rollout and their
+ * inputs. */
+static lh_status after_forward(const lh_grid_batch *b, void *user) {
+  ctx *x = user;
+  const int64_t T = x->T, TT = T * T, W = x->W;
+  if (x->layer != x->L)
+    return LH_ERROR(LH_ERR_RUNTIME,
+                    "the forward of batch %lld called %lld attention layers, the probe %lld",
+                    (long long)b->g0, (long long)x->layer, (long long)x->L);
+  for (int64_t k = 0; k < x->nkeeps; k++) {
+    const int64_t s = x->keeps[k].sample;
+    if (s < x->lo || s >= x->hi) continue;
+    memcpy(x->keeps[k].buf, x->R + (s - x->lo) * TT, (size_t)TT * sizeof(double));
+    double *ids = x->keeps[k].buf + x->E - T;
+    for (int64_t t = 0; t < T; t++) ids[t] = t < W ? (double)b->in[(s - b->g0) * W + t] : -1.0;
   }
   return LH_OK;
+}
+
+/* The round's rollouts to OUT:/rollout. Collective. */
+static lh_status write_rollouts(const lh_grid_batch *b, void *user) {
+  const ctx *x = user;
+  if (!x->ds) return LH_OK;
+  return lh_agree(x->comm, lh_h5_write_rows(x->ds, 0, b->lo, b->hi - b->lo, LH_F64, x->R));
+}
+
+/* lh_grid_check_inputs, but for floating-point token ids this file's own wording. */
+static lh_status check_inputs(const lh_model *m, const lh_h5_info *in) {
+  int64_t W;
+  if (in->ndims == 2 && lh_model_input_kind(m) == LH_INPUT_TOKENS && in->cls == LH_H5_FLOAT)
+    return LH_ERROR(LH_ERR_VALUE, "%s:%s: expected integer token ids, got floating-point data",
+                    in->addr.file, in->addr.path);
+  return lh_grid_check_inputs(m, in, &W);
 }
 
 /* The user's lists against N, L and H. Local (the same on every rank). */
@@ -293,8 +305,6 @@ lh_status lh_attention_run(MPI_Comm comm, lh_model *model, const char *inputs,
   double *msg = NULL;
   ctx x = {.o = opts, .model = model, .last_module = -1};
   lh_attention_result r = {0};
-  lh_progress bar;
-  bool bar_on = false;
   static lh_event ev = -2;
   if (ev == -2) ev = lh_event_get("attention.forward");
 
@@ -341,7 +351,7 @@ lh_status lh_attention_run(MPI_Comm comm, lh_model *model, const char *inputs,
   buf = NULL;
   if (x.L == 0) {
     char names[2048];
-    list_modules(model, names, sizeof names);
+    lh_grid_list_modules(model, true, names, sizeof names);
     LH_TRY(lh_agree(
         comm, LH_ERROR(LH_ERR_VALUE, "--key-pattern '%s' matches %s; the model's modules are: %s",
                        opts->key_pattern,
@@ -419,50 +429,19 @@ lh_status lh_attention_run(MPI_Comm comm, lh_model *model, const char *inputs,
     LH_TRY(lh_h5_out_dataset(o, "/rollout", LH_F64, 3, dims, 0, &ds));
   }
 
-  /* (2) the pass, on the global batch grid of cache.c */
-  const int64_t j0 = n ? off / bs : 0, mine = n ? (off + n - 1) / bs - j0 + 1 : 0;
-  int64_t rounds = mine;
-  MPI_Allreduce(MPI_IN_PLACE, &rounds, 1, MPI_INT64_T, MPI_MAX, comm);
-  if (opts->progress) {
-    lh_progress_start(&bar, rank, "attention", "samples", N);
-    bar_on = true;
-  }
-  double t0 = MPI_Wtime();
-  lh_event_begin(ev);
-  for (int64_t rd = 0; rd < rounds; rd++) {
-    const int64_t g0 = (j0 + rd) * bs, gsz = rd < mine ? LH_MIN(bs, N - g0) : 0;
-    x.lo = rd < mine ? LH_MAX(off, g0) : off;
-    x.hi = rd < mine ? LH_MIN(off + n, g0 + gsz) : off;
-    x.nb = gsz;
-    x.layer = 0;
-    if (gsz > 0) memset(buf, 0, (size_t)(gsz * W) * sizeof *buf);
-    local = lh_h5_read_rows(d, 0, x.lo, x.hi - x.lo, LH_F32, buf + (gsz ? (x.lo - g0) * W : 0));
-    if (local == LH_OK && gsz > 0) {
-      lh_tensor tin = {.data = buf, .ndim = 2, .shape = {gsz, W}}, tout;
-      lh_model_set_row0(model, g0);
-      local = lh_model_forward(model, &tin, &tout);
-      if (local == LH_OK && x.layer != L)
-        local = LH_ERROR(LH_ERR_RUNTIME,
-                         "the forward of batch %lld called %lld attention layers, the probe %lld",
-                         (long long)g0, (long long)x.layer, (long long)L);
-      for (int64_t k = 0; local == LH_OK && k < x.nkeeps; k++) {
-        const int64_t s = x.keeps[k].sample;
-        if (s < x.lo || s >= x.hi) continue;
-        memcpy(x.keeps[k].buf, x.R + (s - x.lo) * TT, (size_t)TT * sizeof(double));
-        double *ids = x.keeps[k].buf + E - T;
-        for (int64_t t = 0; t < T; t++) ids[t] = t < W ? (double)buf[(s - g0) * W + t] : -1.0;
-      }
-    }
-    if (local != LH_OK) lh_error_prefix("%s: ", inputs);
-    LH_TRY(lh_agree(comm, local));
-    if (ds) LH_TRY(lh_agree(comm, lh_h5_write_rows(ds, 0, x.lo, x.hi - x.lo, LH_F64, x.R)));
-    if (bar_on) lh_progress_update(&bar, LH_MIN(N, (rd + 1) * bs * P));
-  }
-  lh_event_end(ev);
-  r.seconds = MPI_Wtime() - t0;
+  /* (2) the pass, on the global batch grid (grid.h) */
+  x.comm = comm;
+  x.ds = ds;
+  x.W = W;
+  x.E = E;
+  lh_grid_ops ops = {.begin = begin_batch,
+                     .after = after_forward,
+                     .agreed = write_rollouts,
+                     .user = &x,
+                     .progress = opts->progress ? "attention" : NULL,
+                     .event = ev};
+  LH_TRY(lh_grid_run(comm, model, d, inputs, bs, buf, &ops, &r.seconds));
   MPI_Allreduce(MPI_IN_PLACE, &r.seconds, 1, MPI_DOUBLE, MPI_MAX, comm);
-  if (bar_on) lh_progress_finish(&bar);
-  bar_on = false;
   lh_h5_close(&ds);
 
   /* (3) the chosen samples to rank 0 */
@@ -519,7 +498,6 @@ lh_status lh_attention_run(MPI_Comm comm, lh_model *model, const char *inputs,
   *out = r;
   memset(&r, 0, sizeof r);
 done:
-  if (bar_on) lh_progress_finish(&bar);
   lh_model_stop_after(model, -1, 0);
   lh_hook_remove(&hook);
   lh_h5_close(&ds);

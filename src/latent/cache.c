@@ -4,11 +4,12 @@
  * Three steps. (1) Hooks go on every module the key pattern matches, once per direction; a
  * one-sample probe forward on every rank records which (direction, module) pairs fire and
  * the per-sample shapes they see, so that every rank, with rows or not, creates the same
- * distributed matrices in the same order. (2) Each rank reads its row slab batch by batch
- * (collective reads; a rank past its last batch joins with an empty selection) and runs the
- * model; the hooks copy the reduced tensors into the local rows of the matrices, a later call
- * of the same module overwriting an earlier one (tdhook keeps the last call). Errors are
- * agreed after every batch, so a bad token on one rank stops all ranks at the same point.
+ * distributed matrices in the same order. (2) The pass over the global batch grid (grid.h):
+ * each rank reads its row slab batch by batch (collective reads; a rank past its last batch
+ * joins with an empty selection) and runs the model; the hooks copy the reduced tensors into
+ * the local rows of the matrices, a later call of the same module overwriting an earlier one
+ * (tdhook keeps the last call). Errors are agreed after every batch, so a bad token on one
+ * rank stops all ranks at the same point.
  * (3) The caller writes the matrices (lh_cache_write) or hands them to the analyses.
  */
 #include <stdio.h>
@@ -16,12 +17,12 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "latent/grid.h"
 #include "latenthook/cache.h"
 #include "latenthook/comm.h"
 #include "latenthook/log.h"
 #include "latenthook/mem.h"
 #include "latenthook/partition.h"
-#include "latenthook/progress.h"
 #include "latenthook/timer.h"
 
 #define MAX_ENTRIES 4096
@@ -59,6 +60,7 @@ typedef struct ctx {
   int64_t nb;         /* samples in the current forward (a whole global batch) */
   int64_t lo, hi;     /* global rows of the current forward this rank keeps */
   int64_t row_offset; /* global index of this rank's first row */
+  int64_t outE;       /* elements per sample of the reduced model output */
   int64_t last_order; /* module index and call of the probe's last event (early stop) */
   int last_call;
 } ctx;
@@ -167,51 +169,26 @@ static lh_status on_tensor(const lh_hook_event *ev, void *user) {
   return keep_rows(&x->o->reduce, t, ev->name, ev->row0, x, (float *)lh_dmat_local(e->m), E);
 }
 
+/* The hooks' view of a round of the pass: the rows of the forward this rank keeps. */
+static void begin_batch(const lh_grid_batch *b, void *user) {
+  ctx *x = user;
+  x->lo = b->lo;
+  x->hi = b->hi;
+  x->nb = b->gsz;
+}
+
+/* Keeps this rank's rows of the model output. */
+static lh_status after_forward(const lh_grid_batch *b, void *user) {
+  ctx *x = user;
+  if (!x->c->out) return LH_OK;
+  return keep_rows(&x->o->output_reduce, b->out, "the model", b->g0, x,
+                   (float *)lh_dmat_local(x->c->out), x->outE);
+}
+
 static int by_order(const void *a, const void *b) {
   const entry *x = a, *y = b;
   if (x->dir != y->dir) return x->dir < y->dir ? -1 : 1;
   return x->order < y->order ? -1 : x->order > y->order;
-}
-
-/* "linear1, linear2, ..." (at most ~40 names) for messages. */
-static void list_modules(const lh_model *m, bool relative, char *buf, size_t cap) {
-  size_t n = 0;
-  buf[0] = '\0';
-  int64_t count = lh_model_module_count(m);
-  for (int64_t i = 1; i < count && n + 1 < cap; i++) {
-    if (i > 40) {
-      snprintf(buf + n, cap - n, ", ... (%lld modules)", (long long)count - 1);
-      break;
-    }
-    n += (size_t)snprintf(buf + n, cap - n, "%s%s%s", i > 1 ? ", " : "",
-                          relative ? "" : "td_module.module.", lh_model_module_name(m, i));
-  }
-}
-
-static lh_status check_inputs(const lh_model *m, const lh_h5_info *in, int64_t *T) {
-  char ty[32];
-  if (in->ndims != 2)
-    return LH_ERROR(
-        LH_ERR_VALUE, "%s:%s: expected a 2-D dataset (N, %s), got %d dimensions", in->addr.file,
-        in->addr.path,
-        lh_model_input_kind(m) == LH_INPUT_TOKENS ? "T) of token ids" : "F) of features",
-        in->ndims);
-  const int64_t W = lh_model_input_width(m);
-  if (lh_model_input_kind(m) == LH_INPUT_TOKENS) {
-    if (in->cls == LH_H5_FLOAT)
-      return LH_ERROR(LH_ERR_VALUE, "%s:%s: expected integer token ids, got %s", in->addr.file,
-                      in->addr.path, lh_h5_type_name(in, ty, sizeof ty));
-    if (in->dims[1] < 1 || in->dims[1] > W)
-      return LH_ERROR(LH_ERR_VALUE,
-                      "%s:%s: sequences of %lld tokens, the model takes 1 to %lld "
-                      "(n_positions)",
-                      in->addr.file, in->addr.path, (long long)in->dims[1], (long long)W);
-  } else if (in->dims[1] != W) {
-    return LH_ERROR(LH_ERR_VALUE, "%s:%s: rows of %lld features, the model expects %lld",
-                    in->addr.file, in->addr.path, (long long)in->dims[1], (long long)W);
-  }
-  *T = in->dims[1];
-  return LH_OK;
 }
 
 lh_status lh_cache_run(MPI_Comm comm, lh_model *model, const char *inputs,
@@ -225,8 +202,6 @@ lh_status lh_cache_run(MPI_Comm comm, lh_model *model, const char *inputs,
   lh_hook_handle *h[LH_CACHE_MAX_DIRS] = {NULL, NULL};
   float *buf = NULL, *probe = NULL;
   ctx x = {.model = model, .o = opts, .last_order = -1};
-  lh_progress bar;
-  bool bar_on = false;
   static lh_event ev = -2;
   if (ev == -2) ev = lh_event_get("cache.forward");
 
@@ -242,9 +217,9 @@ lh_status lh_cache_run(MPI_Comm comm, lh_model *model, const char *inputs,
   LH_TRY(lh_h5_open(comm, inputs, 0, &d));
   const lh_h5_info *in = lh_h5_dset_info(d);
   int64_t T = 0;
-  LH_TRY(lh_agree(comm, check_inputs(model, in, &T)));
+  LH_TRY(lh_agree(comm, lh_grid_check_inputs(model, in, &T)));
   const int64_t N = in->dims[0];
-  const int64_t n = lh_part_count(N, P, rank), off = lh_part_offset(N, P, rank);
+  const int64_t off = lh_part_offset(N, P, rank);
 
   local = lh_alloc(1, sizeof *c, true, "activation cache", &c);
   if (local == LH_OK) local = lh_alloc(MAX_ENTRIES, sizeof *c->e, true, "cache entries", &c->e);
@@ -284,7 +259,7 @@ lh_status lh_cache_run(MPI_Comm comm, lh_model *model, const char *inputs,
   LH_TRY(lh_agree(comm, local));
   if (c->count == 0 && opts->key_pattern) {
     char names[2048];
-    list_modules(model, opts->relative, names, sizeof names);
+    lh_grid_list_modules(model, opts->relative, names, sizeof names);
     LH_FAIL(LH_ERR_VALUE,
             "--key-pattern '%s' matches %s; the model's modules (%s names) "
             "are: %s",
@@ -326,48 +301,20 @@ lh_status lh_cache_run(MPI_Comm comm, lh_model *model, const char *inputs,
     LH_TRY(lh_dmat_create(comm, LH_F32, N, c->e[i].E, &c->e[i].m));
   if (opts->keep_output) LH_TRY(lh_dmat_create(comm, LH_F32, N, outE, &c->out));
 
-  /* (2) the pass. Batches are cut on a global grid, batch j = rows [j bs, (j + 1) bs), and
-   * every forward runs a whole global batch, the rows of other ranks replaced by zeros: each
-   * sample then sits at the same place in the same GEMM shapes whatever the rank count, so
-   * the results are bit-identical for any P (BLAS kernels may round a row differently by its
-   * position in a block or by the row count). The price is at most two part-filled batches
-   * per rank. */
-  const int64_t bs = opts->batch_size;
-  const int64_t j0 = n ? off / bs : 0, mine = n ? (off + n - 1) / bs - j0 + 1 : 0;
-  int64_t rounds = mine;
-  MPI_Allreduce(MPI_IN_PLACE, &rounds, 1, MPI_INT64_T, MPI_MAX, comm);
-  LH_TRY(lh_agree(comm, lh_alloc((size_t)(bs * W), sizeof *buf, false, "input batch", &buf)));
-  if (opts->progress) {
-    lh_progress_start(&bar, rank, "forward", "samples", N);
-    bar_on = true;
-  }
-  lh_event_begin(ev);
-  for (int64_t r = 0; r < rounds; r++) {
-    const int64_t g0 = (j0 + r) * bs, gsz = r < mine ? LH_MIN(bs, N - g0) : 0;
-    x.lo = r < mine ? LH_MAX(off, g0) : off;
-    x.hi = r < mine ? LH_MIN(off + n, g0 + gsz) : off;
-    x.nb = gsz;
-    if (gsz > 0) memset(buf, 0, (size_t)(gsz * W) * sizeof *buf);
-    local = lh_h5_read_rows(d, 0, x.lo, x.hi - x.lo, LH_F32, buf + (gsz ? (x.lo - g0) * W : 0));
-    if (local == LH_OK && gsz > 0) {
-      lh_tensor tin = {.data = buf, .ndim = 2, .shape = {gsz, W}}, tout;
-      lh_model_set_row0(model, g0);
-      local = lh_model_forward(model, &tin, &tout);
-      if (local == LH_OK && c->out)
-        local = keep_rows(&opts->output_reduce, &tout, "the model", g0, &x,
-                          (float *)lh_dmat_local(c->out), outE);
-    }
-    if (local != LH_OK) lh_error_prefix("%s: ", inputs);
-    LH_TRY(lh_agree(comm, local));
-    if (bar_on) lh_progress_update(&bar, LH_MIN(N, (r + 1) * bs * P));
-  }
-  lh_event_end(ev);
-  if (bar_on) lh_progress_finish(&bar);
-  bar_on = false;
+  /* (2) the pass, on the global batch grid (grid.h explains why) */
+  x.outE = outE;
+  LH_TRY(lh_agree(comm, lh_alloc((size_t)(opts->batch_size * W), sizeof *buf, false,
+                                 "input batch", &buf)));
+  lh_grid_ops ops = {.begin = begin_batch,
+                     .after = after_forward,
+                     .agreed = NULL,
+                     .user = &x,
+                     .progress = opts->progress ? "forward" : NULL,
+                     .event = ev};
+  LH_TRY(lh_grid_run(comm, model, d, inputs, opts->batch_size, buf, &ops, NULL));
   *out = c;
   c = NULL;
 done:
-  if (bar_on) lh_progress_finish(&bar);
   lh_model_stop_after(model, -1, 0);
   for (int i = 0; i < LH_CACHE_MAX_DIRS; i++) lh_hook_remove(&h[i]);
   lh_cache_destroy(&c);

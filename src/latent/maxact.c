@@ -4,7 +4,7 @@
  * Three steps. (1) Hooks on every module the key pattern matches and a one-sample probe
  * forward on every rank find the modules that fire and their per-sample shapes (B, ..., U):
  * every rank, with rows or not, then holds the same lists in the same order. (2) The forward
- * pass over the global batch grid of cache.c; a hook reduces each call of a module to one
+ * pass over the global batch grid (grid.h); a hook reduces each call of a module to one
  * candidate (score, value, position) per local sample and unit in a per-batch scratch (a later
  * call overwrites an earlier one: the last call counts), and after each forward the
  * candidates go into the rank's sorted top-k list of each unit. (3) One MPI_Allreduce with a
@@ -24,12 +24,12 @@
 #include <hdf5.h>
 
 #include "core/check.h"
+#include "latent/grid.h"
 #include "latenthook/comm.h"
 #include "latenthook/log.h"
 #include "latenthook/maxact.h"
 #include "latenthook/mem.h"
 #include "latenthook/partition.h"
-#include "latenthook/progress.h"
 #include "latenthook/timer.h"
 
 #define MAX_MODULES 4096
@@ -178,47 +178,39 @@ static lh_status on_output(const lh_hook_event *ev, void *user) {
   return LH_OK;
 }
 
+/* The hooks' view of a round of the pass, and no module fired yet. */
+static void begin_batch(const lh_grid_batch *b, void *user) {
+  ctx *x = user;
+  x->lo = b->lo;
+  x->hi = b->hi;
+  x->nb = b->gsz;
+  for (int64_t i = 0; i < x->r->count; i++) x->r->m[i].fired = false;
+}
+
+/* Every module must have fired; its batch candidates go into the unit's top-k list. */
+static lh_status after_forward(const lh_grid_batch *b, void *user) {
+  const ctx *x = user;
+  const lh_maxact *r = x->r;
+  const int64_t K = r->K;
+  for (int64_t i = 0; i < r->count; i++) {
+    mod *e = &r->m[i];
+    if (!e->fired)
+      return LH_ERROR(LH_ERR_RUNTIME,
+                      "module '%s' was not called in the batch at sample "
+                      "%lld (it was in the probe forward)",
+                      e->key, (long long)b->g0);
+    for (int64_t s = 0; s < x->hi - x->lo; s++)
+      for (int64_t u = 0; u < e->U; u++) {
+        const cand *c = &e->batch[s * e->U + u];
+        if (c->sample >= 0) insert(e->top + u * K, K, c);
+      }
+  }
+  return LH_OK;
+}
+
 static int by_order(const void *a, const void *b) {
   const mod *x = a, *y = b;
   return x->order < y->order ? -1 : x->order > y->order;
-}
-
-/* "linear1, linear2, ..." (at most ~40 names) for messages. */
-static void list_modules(const lh_model *m, char *buf, size_t cap) {
-  size_t n = 0;
-  buf[0] = '\0';
-  int64_t count = lh_model_module_count(m);
-  for (int64_t i = 1; i < count && n + 1 < cap; i++) {
-    if (i > 40) {
-      snprintf(buf + n, cap - n, ", ... (%lld modules)", (long long)count - 1);
-      break;
-    }
-    n += (size_t)snprintf(buf + n, cap - n, "%s%s", i > 1 ? ", " : "", lh_model_module_name(m, i));
-  }
-}
-
-static lh_status check_inputs(const lh_model *m, const lh_h5_info *in, int64_t *T) {
-  char ty[32];
-  const bool tokens = lh_model_input_kind(m) == LH_INPUT_TOKENS;
-  if (in->ndims != 2)
-    return LH_ERROR(LH_ERR_VALUE, "%s:%s: expected a 2-D dataset (N, %s), got %d dimensions",
-                    in->addr.file, in->addr.path, tokens ? "T) of token ids" : "F) of features",
-                    in->ndims);
-  const int64_t W = lh_model_input_width(m);
-  if (tokens) {
-    if (in->cls == LH_H5_FLOAT)
-      return LH_ERROR(LH_ERR_VALUE, "%s:%s: expected integer token ids, got %s", in->addr.file,
-                      in->addr.path, lh_h5_type_name(in, ty, sizeof ty));
-    if (in->dims[1] < 1 || in->dims[1] > W)
-      return LH_ERROR(LH_ERR_VALUE,
-                      "%s:%s: sequences of %lld tokens, the model takes 1 to %lld (n_positions)",
-                      in->addr.file, in->addr.path, (long long)in->dims[1], (long long)W);
-  } else if (in->dims[1] != W) {
-    return LH_ERROR(LH_ERR_VALUE, "%s:%s: rows of %lld features, the model expects %lld",
-                    in->addr.file, in->addr.path, (long long)in->dims[1], (long long)W);
-  }
-  *T = in->dims[1];
-  return LH_OK;
 }
 
 /* The user-defined reduction: inout[u] = the first K of in[u] and inout[u] merged. K comes
@@ -271,8 +263,6 @@ lh_status lh_maxact_run(MPI_Comm comm, lh_model *model, const char *inputs,
   float *buf = NULL;
   cand *tmp = NULL;
   ctx x = {.model = model, .absolute = opts->absolute, .last_order = -1};
-  lh_progress bar;
-  bool bar_on = false;
   static lh_event ev = -2;
   if (ev == -2) ev = lh_event_get("maxact.forward");
 
@@ -285,9 +275,9 @@ lh_status lh_maxact_run(MPI_Comm comm, lh_model *model, const char *inputs,
   LH_TRY(lh_h5_open(comm, inputs, 0, &d));
   const lh_h5_info *in = lh_h5_dset_info(d);
   int64_t W = 0;
-  LH_TRY(lh_agree(comm, check_inputs(model, in, &W)));
+  LH_TRY(lh_agree(comm, lh_grid_check_inputs(model, in, &W)));
   const int64_t N = in->dims[0];
-  const int64_t n = lh_part_count(N, P, rank), off = lh_part_offset(N, P, rank);
+  const int64_t n = lh_part_count(N, P, rank);
 
   local = lh_alloc(1, sizeof *r, true, "maximal activations", &r);
   if (local == LH_OK) local = lh_alloc(MAX_MODULES, sizeof *r->m, true, "module list", &r->m);
@@ -319,7 +309,7 @@ lh_status lh_maxact_run(MPI_Comm comm, lh_model *model, const char *inputs,
   LH_TRY(lh_agree(comm, local));
   if (r->count == 0) {
     char names[2048];
-    list_modules(model, names, sizeof names);
+    lh_grid_list_modules(model, true, names, sizeof names);
     LH_FAIL(LH_ERR_VALUE, "--key-pattern '%s' matches %s; the model's modules are: %s",
             opts->key_pattern,
             matched ? "only modules that are never called (containers)" : "no module", names);
@@ -349,50 +339,14 @@ lh_status lh_maxact_run(MPI_Comm comm, lh_model *model, const char *inputs,
   if (x.last_order >= 0 && x.last_order < lh_model_module_count(model))
     lh_model_stop_after(model, x.last_order, x.last_call);
 
-  /* (2) the pass over the global batch grid (cache.c explains why) */
-  const int64_t j0 = n ? off / bs : 0, mine = n ? (off + n - 1) / bs - j0 + 1 : 0;
-  int64_t rounds = mine;
-  MPI_Allreduce(MPI_IN_PLACE, &rounds, 1, MPI_INT64_T, MPI_MAX, comm);
-  if (opts->progress) {
-    lh_progress_start(&bar, rank, "forward", "samples", N);
-    bar_on = true;
-  }
-  lh_event_begin(ev);
-  for (int64_t rd = 0; rd < rounds; rd++) {
-    const int64_t g0 = (j0 + rd) * bs, gsz = rd < mine ? LH_MIN(bs, N - g0) : 0;
-    x.lo = rd < mine ? LH_MAX(off, g0) : off;
-    x.hi = rd < mine ? LH_MIN(off + n, g0 + gsz) : off;
-    x.nb = gsz;
-    if (gsz > 0) memset(buf, 0, (size_t)(gsz * W) * sizeof *buf);
-    local = lh_h5_read_rows(d, 0, x.lo, x.hi - x.lo, LH_F32, buf + (gsz ? (x.lo - g0) * W : 0));
-    if (local == LH_OK && gsz > 0) {
-      lh_tensor tin = {.data = buf, .ndim = 2, .shape = {gsz, W}}, tout;
-      for (int64_t i = 0; i < r->count; i++) r->m[i].fired = false;
-      lh_model_set_row0(model, g0);
-      local = lh_model_forward(model, &tin, &tout);
-      for (int64_t i = 0; i < r->count && local == LH_OK; i++) {
-        mod *e = &r->m[i];
-        if (!e->fired) {
-          local = LH_ERROR(LH_ERR_RUNTIME,
-                           "module '%s' was not called in the batch at sample "
-                           "%lld (it was in the probe forward)",
-                           e->key, (long long)g0);
-          break;
-        }
-        for (int64_t s = 0; s < x.hi - x.lo; s++)
-          for (int64_t u = 0; u < e->U; u++) {
-            const cand *c = &e->batch[s * e->U + u];
-            if (c->sample >= 0) insert(e->top + u * K, K, c);
-          }
-      }
-    }
-    if (local != LH_OK) lh_error_prefix("%s: ", inputs);
-    LH_TRY(lh_agree(comm, local));
-    if (bar_on) lh_progress_update(&bar, LH_MIN(N, (rd + 1) * bs * P));
-  }
-  lh_event_end(ev);
-  if (bar_on) lh_progress_finish(&bar);
-  bar_on = false;
+  /* (2) the pass over the global batch grid (grid.h explains why) */
+  lh_grid_ops ops = {.begin = begin_batch,
+                     .after = after_forward,
+                     .agreed = NULL,
+                     .user = &x,
+                     .progress = opts->progress ? "forward" : NULL,
+                     .event = ev};
+  LH_TRY(lh_grid_run(comm, model, d, inputs, bs, buf, &ops, NULL));
 
   /* (3) the merge, module by module, then the results as plain arrays */
   for (int64_t i = 0; i < r->count; i++) {
@@ -418,7 +372,6 @@ lh_status lh_maxact_run(MPI_Comm comm, lh_model *model, const char *inputs,
   *out = r;
   r = NULL;
 done:
-  if (bar_on) lh_progress_finish(&bar);
   lh_model_stop_after(model, -1, 0);
   lh_hook_remove(&h);
   lh_maxact_destroy(&r);

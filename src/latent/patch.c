@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "latent/grid.h"
 #include "latenthook/comm.h"
 #include "latenthook/log.h"
 #include "latenthook/mem.h"
@@ -130,7 +131,10 @@ static lh_status on_output(const lh_hook_event *ev, void *user) {
     cv.data = p->zero;
     return p->fn(s->key, t, &cv, p->user);
   }
-  const int64_t nb = LH_MIN(p->bs, p->N - ev->row0);
+  /* the batch (lh_cache_run's global grid) and this rank's samples of it; the other rows are
+   * zero filler */
+  int64_t nb, lo, hi;
+  lh_grid_slice(p->N, p->bs, p->off, p->n, ev->row0, &nb, &lo, &hi);
   if (t->shape[0] != nb)
     return LH_ERROR(LH_ERR_RUNTIME, "module '%s' gave %lld rows for a batch of %lld samples",
                     s->key, (long long)t->shape[0], (long long)nb);
@@ -139,8 +143,6 @@ static lh_status on_output(const lh_hook_event *ev, void *user) {
                     "module '%s': %lld values per sample, %lld in the probe of the clean run "
                     "(a module called with different shapes cannot be patched)",
                     s->key, (long long)E, (long long)s->E);
-  /* this rank's samples of the batch; the other rows are zero filler */
-  const int64_t lo = LH_MAX(p->off, ev->row0), hi = LH_MIN(p->off + p->n, ev->row0 + nb);
   if (hi <= lo) return LH_OK;
   float *mine = t->data + (lo - ev->row0) * E;
   if (p->mode == MODE_RECORD) {

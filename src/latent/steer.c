@@ -2,9 +2,9 @@
  * steer.c: SteeringVectors (steer.h, SPEC 2.3): steer hooks, the built-in add / project /
  * scale callbacks, and the data-parallel forward that keeps the steered model output.
  *
- * The forward mirrors cache.c: the rows are split over the ranks, batches are cut on a
- * global grid and every forward runs a whole global batch (other ranks' rows as zeros), so
- * that a sample's output does not depend on the rank count. Steering is element-wise per
+ * The forward is cache.c's, on the global batch grid of grid.h: the rows are split over the
+ * ranks, batches are cut on a global grid and every forward runs a whole global batch (other
+ * ranks' rows as zeros), so that a sample's output does not depend on the rank count. Steering is element-wise per
  * sample (or per position), so it keeps that property.
  */
 #include <math.h>
@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/check.h"
+#include "latent/grid.h"
 #include "latenthook/comm.h"
 #include "latenthook/h5.h"
 #include "latenthook/mem.h"
@@ -159,28 +160,22 @@ done:
   return st;
 }
 
-/* The inputs must be what the model takes (as cache.c checks them). */
-static lh_status check_inputs(const lh_model *m, const lh_h5_info *in, int64_t *W) {
-  char ty[32];
-  const bool tokens = lh_model_input_kind(m) == LH_INPUT_TOKENS;
-  if (in->ndims != 2)
-    return LH_ERROR(LH_ERR_VALUE, "%s:%s: expected a 2-D dataset (N, %s), got %d dimensions",
-                    in->addr.file, in->addr.path, tokens ? "T) of token ids" : "F) of features",
-                    in->ndims);
-  const int64_t width = lh_model_input_width(m);
-  if (tokens) {
-    if (in->cls == LH_H5_FLOAT)
-      return LH_ERROR(LH_ERR_VALUE, "%s:%s: expected integer token ids, got %s", in->addr.file,
-                      in->addr.path, lh_h5_type_name(in, ty, sizeof ty));
-    if (in->dims[1] < 1 || in->dims[1] > width)
-      return LH_ERROR(LH_ERR_VALUE,
-                      "%s:%s: sequences of %lld tokens, the model takes 1 to %lld (n_positions)",
-                      in->addr.file, in->addr.path, (long long)in->dims[1], (long long)width);
-  } else if (in->dims[1] != width) {
-    return LH_ERROR(LH_ERR_VALUE, "%s:%s: rows of %lld features, the model expects %lld",
-                    in->addr.file, in->addr.path, (long long)in->dims[1], (long long)width);
-  }
-  *W = in->dims[1];
+/* What the pass of lh_steer_forward keeps: the model output's rows of this rank. */
+typedef struct fwd {
+  lh_dmat *Y; /* (N, E) */
+  int64_t E;
+  int64_t off; /* global index of this rank's first row */
+} fwd;
+
+static lh_status keep_output(const lh_grid_batch *b, void *user) {
+  const fwd *f = user;
+  const lh_tensor *tout = b->out;
+  float *y = lh_dmat_local(f->Y);
+  if (tout->shape[0] != b->gsz || lh_tensor_row_len(tout) != f->E)
+    return LH_ERROR(LH_ERR_RUNTIME, "the model output changed its shape after the probe");
+  if (b->hi > b->lo)
+    memcpy(y + (b->lo - f->off) * f->E, tout->data + (b->lo - b->g0) * f->E,
+           (size_t)((b->hi - b->lo) * f->E) * sizeof *y);
   return LH_OK;
 }
 
@@ -202,9 +197,9 @@ lh_status lh_steer_forward(MPI_Comm comm, lh_model *model, const char *inputs, i
     LH_FAIL(LH_ERR_USAGE, "--batch-size must be >= 1, got %lld", (long long)batch_size);
   LH_TRY(lh_h5_open(comm, inputs, 0, &d));
   const lh_h5_info *in = lh_h5_dset_info(d);
-  LH_TRY(lh_agree(comm, check_inputs(model, in, &W)));
+  LH_TRY(lh_agree(comm, lh_grid_check_inputs(model, in, &W)));
   const int64_t N = in->dims[0];
-  const int64_t n = lh_part_count(N, P, rank), off = lh_part_offset(N, P, rank);
+  const int64_t off = lh_part_offset(N, P, rank);
   const int64_t bs = batch_size;
   LH_TRY(lh_agree(comm, lh_alloc((size_t)(bs * W), sizeof *buf, true, "input batch", &buf)));
 
@@ -224,31 +219,10 @@ lh_status lh_steer_forward(MPI_Comm comm, lh_model *model, const char *inputs, i
   for (int i = 0; i < out_k; i++) E *= out_shape[i];
   LH_TRY(lh_dmat_create(comm, LH_F32, N, E, &Y));
 
-  /* the pass, batch j = global rows [j bs, (j + 1) bs) */
-  const int64_t j0 = n ? off / bs : 0, mine = n ? (off + n - 1) / bs - j0 + 1 : 0;
-  int64_t rounds = mine;
-  MPI_Allreduce(MPI_IN_PLACE, &rounds, 1, MPI_INT64_T, MPI_MAX, comm);
-  float *y = lh_dmat_local(Y);
-  lh_event_begin(ev);
-  for (int64_t r = 0; r < rounds; r++) {
-    const int64_t g0 = (j0 + r) * bs, gsz = r < mine ? LH_MIN(bs, N - g0) : 0;
-    const int64_t lo = r < mine ? LH_MAX(off, g0) : off;
-    const int64_t hi = r < mine ? LH_MIN(off + n, g0 + gsz) : off;
-    if (gsz > 0) memset(buf, 0, (size_t)(gsz * W) * sizeof *buf);
-    local = lh_h5_read_rows(d, 0, lo, hi - lo, LH_F32, buf + (gsz ? (lo - g0) * W : 0));
-    if (local == LH_OK && gsz > 0) {
-      lh_tensor tin = {.data = buf, .ndim = 2, .shape = {gsz, W}}, tout;
-      lh_model_set_row0(model, g0);
-      local = lh_model_forward(model, &tin, &tout);
-      if (local == LH_OK && (tout.shape[0] != gsz || lh_tensor_row_len(&tout) != E))
-        local = LH_ERROR(LH_ERR_RUNTIME, "the model output changed its shape after the probe");
-      if (local == LH_OK && hi > lo)
-        memcpy(y + (lo - off) * E, tout.data + (lo - g0) * E, (size_t)((hi - lo) * E) * sizeof *y);
-    }
-    if (local != LH_OK) lh_error_prefix("%s: ", inputs);
-    LH_TRY(lh_agree(comm, local));
-  }
-  lh_event_end(ev);
+  /* the pass, on the global batch grid (grid.h) */
+  fwd f = {.Y = Y, .E = E, .off = off};
+  lh_grid_ops ops = {.after = keep_output, .user = &f, .progress = NULL, .event = ev};
+  LH_TRY(lh_grid_run(comm, model, d, inputs, bs, buf, &ops, NULL));
   *out = Y;
   Y = NULL;
   *k = out_k;
