@@ -22,10 +22,13 @@
  *              (centred normal equations, one allreduce, LAPACK Cholesky);
  *   - low-rank bilinear forward (SPEC 3.8), y = (U h1 + u) * (V h2 + v) + b.
  *
- * Reproducibility: every sum over samples (class sums, losses, gradients, metric counts) is
- * accumulated exactly (xsum.h) and rounded once, so adam and lbfgs fits, the mean difference
- * and every metric are bit-identical on any number of ranks. The ridge Gram matrix is a BLAS
- * dsyrk per rank summed in float64: identical to ~1e-15 relative across rank counts.
+ * Reproducibility: class sums, counts and metric sums are accumulated exactly (xsum.h), so
+ * the mean difference and every metric are bit-identical on any number of ranks. The lbfgs
+ * objective is computed by fixed blocks of 4096 global rows, each by one rank with two DGEMMs
+ * in float64, and the block results are summed exactly: lbfgs fits are bit-identical on any
+ * number of ranks too. adam sums each mini-batch's members per rank with BLAS and one float64
+ * allreduce, and the ridge Gram matrix is a dsyrk per rank summed the same way: these agree
+ * across rank counts to rounding (1e-10 relative), not bit for bit.
  * Fitted models are small (C x D) and replicated on every rank.
  *
  * Errors (LH_ERR_VALUE unless said): non-finite data or labels (naming the global sample and

@@ -1,8 +1,7 @@
 /*
  * probe_internal.h (private): what the probe files share: row access in float64, the
- * collective input check, allocation of a model, and the per-row loss and gradient of the
- * linear probes accumulated exactly (xsum.h) so that any split of the rows over the ranks
- * gives the same sums.
+ * collective input check, allocation of a model, and the loss and gradient of the linear
+ * probes computed by chunks of rows with BLAS.
  */
 #ifndef LH_ANALYSIS_PROBE_INTERNAL_H
 #define LH_ANALYSIS_PROBE_INTERNAL_H
@@ -29,21 +28,63 @@ lh_status probe_check(const lh_dmat *X, const double *y, const bool *use, lh_pro
 /* A zeroed probe of the given shape. Local. */
 lh_status probe_alloc(lh_probe_kind kind, int64_t C, int64_t D, lh_probe **out);
 
-/* Accumulators of a linear probe's gradient: index 0 is the loss, then C*D weights, then C
- * intercepts. */
-static inline int64_t probe_nacc(int64_t C, int64_t D) { return 1 + C * D + C; }
+/* Metrics from the scores s (n x C; C = 1 for the mean difference and regression) of the local
+ * rows: what lh_probe_evaluate computes after lh_probe_decision (also used by the bilinear
+ * probe). count = selected rows in total (>= 1). Collective. */
+lh_status probe_score_metrics(lh_probe_kind kind, int64_t C, MPI_Comm comm, int64_t n,
+                              const double *s, const double *y, const bool *use, int64_t count,
+                              lh_probe_metrics *m);
 
-/* Adds the loss of sample x with label y under parameters theta = [W (C x D), b (C)] to
- * acc[0] and its gradient to acc[1..]. Classifier: softmax cross-entropy; regressor: squared
- * error. `s` is C doubles of scratch. Pure. */
-void probe_row_loss_grad(lh_probe_kind kind, int64_t C, int64_t D, const double *theta,
-                         const double *x, double y, double *s, lh_xsum *acc);
+/* Workspace of the BLAS objective. Rows are packed as float64 in chunks of at most `chunk`
+ * rows, so memory stays O(chunk * D) whatever the number of local rows. For the full-batch
+ * objective the chunks are the blocks of global rows [k chunk, (k+1) chunk): each block is
+ * computed whole by the rank that owns its first row (the rows of a block that live on the next
+ * ranks are copied to it once, by probe_work_plan: at most chunk - 1 rows), and the block sums
+ * are added to exact accumulators. The objective is then the same bits on any rank count. */
+typedef struct probe_work {
+  int64_t C, D, chunk;
+  int64_t *idx; /* chunk local row indices */
+  double *xc;   /* chunk x D packed rows */
+  double *yc;   /* chunk labels */
+  double *s;    /* chunk x C scores, then residuals */
+  double *part; /* 1 + C*D + C: loss sum, gradient sums of W (C x D) and of b (C) */
+  lh_xsum *acc; /* 1 + C*D + C exact sums of the block partials */
+  /* the plan (probe_work_plan) */
+  bool planned;
+  int64_t lead;    /* local rows [0, lead) belong to a block owned by an earlier rank */
+  int64_t nhalo;   /* rows of the next ranks that complete this rank's last block */
+  double *halo;    /* nhalo x (D + 2): row, label, selected (0/1) */
+} probe_work;
+
+/* Rows per packed chunk (4096 x 768 float64 = 25 MB). */
+#define PROBE_CHUNK 4096
+
+/* Allocates a workspace (zeroed part). Local; on error nothing is allocated. */
+lh_status probe_work_init(probe_work *w, int64_t C, int64_t D, int64_t chunk);
+void probe_work_free(probe_work *w);
+
+/* Copies the rows (and labels, selection) of this rank's blocks that live on the next ranks.
+ * Collective; chunk must be the same on every rank. */
+lh_status probe_work_plan(probe_work *w, const lh_dmat *X, const double *y, const bool *use);
+
+/* Adds to w->part the loss sum and (if grad) the gradient sums of the m <= w->chunk rows
+ * packed in w->xc (labels w->yc) under theta = [W (C x D), b (C)]: the scores as one GEMM
+ * (rows . W^T), the softmax / squared error in float64, the gradient as one GEMM
+ * (residuals^T . rows). Local; never fails. */
+void probe_chunk_loss_grad(lh_probe_kind kind, int64_t m, const double *theta, bool grad,
+                           probe_work *w);
+
+/* The same for the local rows idx[0..m) of X (labels y by local row). Local. */
+void probe_rows_loss_grad(lh_probe_kind kind, const lh_dmat *X, const double *y,
+                          const int64_t *idx, int64_t m, const double *theta, bool grad,
+                          probe_work *w);
 
 /* The full-batch objective over the selected rows (count of them in total):
  * f = sum(loss)/count + (l2/2)|W|^2 and, when grad is not NULL, its gradient (C*D + C).
- * acc holds probe_nacc(C, D) accumulators, scratch D + C doubles. Collective. */
-lh_status probe_objective(lh_probe_kind kind, int64_t C, const lh_dmat *X, const double *y,
+ * Needs probe_work_plan. Per block, probe_chunk_loss_grad; the block sums go to exact
+ * accumulators, then one allreduce of them. Collective; the same bits on any rank count. */
+lh_status probe_objective(lh_probe_kind kind, const lh_dmat *X, const double *y,
                           const bool *use, int64_t count, double l2, const double *theta,
-                          lh_xsum *acc, double *scratch, double *f, double *grad);
+                          probe_work *w, double *f, double *grad);
 
 #endif

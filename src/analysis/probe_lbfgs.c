@@ -5,9 +5,10 @@
  * LogisticRegression(C = 1/(l2 N), multi_class="multinomial") for a classifier, started from
  * zero as scikit-learn does. The optimiser is libLBFGS (Okazaki's C port of Nocedal's L-BFGS,
  * More-Thuente line search); every rank runs it in lock step on the same replicated
- * parameters, and each evaluation of the objective is one pass over the local rows plus one
- * allreduce of exact accumulators (probe_loss.c). The objective and gradient are the same
- * bits on every rank and every rank count, so the whole run is.
+ * parameters, and each evaluation of the objective is one pass over fixed blocks of 4096 global
+ * rows with two DGEMMs each, exact sums of the block results and one allreduce (probe_loss.c).
+ * The objective and gradient are the same bits on every rank and every rank count, so the
+ * whole run is.
  *
  * Convergence: |grad| <= tol * max(1, |params|) (libLBFGS's test), or a line search stopped
  * by rounding once that relative gradient is below 1e-6: near the optimum the decrease a
@@ -35,8 +36,7 @@ typedef struct eval_ctx {
   const bool *use;
   int64_t count;
   double l2;
-  lh_xsum *acc;
-  double *scratch;
+  probe_work *w;
   lh_status st;
   int64_t iterations;
   double rel_grad; /* |g| / max(1, |x|) at the last accepted iterate */
@@ -47,8 +47,7 @@ static lbfgsfloatval_t evaluate(void *user, const lbfgsfloatval_t *x, lbfgsfloat
   eval_ctx *e = user;
   double f = NAN;
   if (e->st != LH_OK) return NAN;
-  e->st = probe_objective(e->kind, e->C, e->X, e->y, e->use, e->count, e->l2, x, e->acc,
-                          e->scratch, &f, g);
+  e->st = probe_objective(e->kind, e->X, e->y, e->use, e->count, e->l2, x, e->w, &f, g);
   return f;
 }
 
@@ -93,6 +92,7 @@ lh_status lh_probe_fit_lbfgs(const lh_dmat *X, const double *y, const bool *use,
   lbfgsfloatval_t *theta = NULL;
   eval_ctx e = {.kind = kind, .C = C, .X = X, .y = y, .use = use, .l2 = o->l2, .rel_grad = NAN};
   lh_probe *p = NULL;
+  probe_work work = {0};
   int64_t count = 0, npar = C * D + C;
   int nparam;
   if (kind != LH_PROBE_CLASSIFIER && kind != LH_PROBE_REGRESSOR)
@@ -105,16 +105,14 @@ lh_status lh_probe_fit_lbfgs(const lh_dmat *X, const double *y, const bool *use,
   LH_TRY(probe_check(X, y, use, kind, C, "LinearEstimator.fit", &count));
   if (count < 1) LH_FAIL(LH_ERR_VALUE, "LinearEstimator.fit: no sample to fit");
   LH_TRY(lh_int_cast(npar, "probe parameters", &nparam));
-  LH_TRY(lh_int_cast(probe_nacc(C, D), "probe accumulators", &(int){0}));
   e.count = count;
   theta = lbfgs_malloc(nparam);
   if (!theta) local = LH_ERROR(LH_ERR_NOMEM, "no memory for %d L-BFGS parameters", nparam);
-  if (local == LH_OK)
-    local = lh_alloc((size_t)probe_nacc(C, D), sizeof(lh_xsum), false, "gradient sums", &e.acc);
-  if (local == LH_OK)
-    local = lh_alloc((size_t)(D + C), sizeof(double), false, "scratch", &e.scratch);
+  if (local == LH_OK) local = probe_work_init(&work, C, D, PROBE_CHUNK);
+  e.w = &work;
   if (local == LH_OK) local = probe_alloc(kind, C, D, &p);
   LH_TRY(lh_agree(comm, local));
+  LH_TRY(probe_work_plan(&work, X, y, use));
   for (int64_t k = 0; k < npar; k++) theta[k] = 0;
 
   lbfgs_parameter_t param;
@@ -146,7 +144,6 @@ lh_status lh_probe_fit_lbfgs(const lh_dmat *X, const double *y, const bool *use,
 done:
   lh_probe_destroy(&p);
   if (theta) lbfgs_free(theta);
-  lh_free(e.acc);
-  lh_free(e.scratch);
+  probe_work_free(&work);
   return st;
 }

@@ -29,32 +29,36 @@ void lh_probe_split(uint64_t seed, double test_fraction, int64_t row0, int64_t n
 /* log(1 + exp(t)) without overflow. */
 static double softplus(double t) { return t > 0 ? t + log1p(exp(-t)) : log1p(exp(t)); }
 
-static lh_status classification(const lh_probe *p, const lh_dmat *X, const double *y,
-                                const bool *use, int64_t count, lh_probe_metrics *m) {
+/* The prediction from the scores of one sample: class id (first maximum, as torch.argmax;
+ * f > 0 for the mean difference) or the regression value. */
+static double score_predict(lh_probe_kind kind, int64_t C, const double *si) {
+  if (kind == LH_PROBE_REGRESSOR) return si[0];
+  if (kind == LH_PROBE_MEAN_DIFFERENCE) return si[0] > 0 ? 1.0 : 0.0;
+  int64_t best = 0;
+  for (int64_t c = 1; c < C; c++)
+    if (si[c] > si[best]) best = c;
+  return (double)best;
+}
+
+static lh_status classification(lh_probe_kind kind, int64_t C, MPI_Comm comm, int64_t n,
+                                const double *s, const double *y, const bool *use,
+                                int64_t count, lh_probe_metrics *m) {
   lh_status st = LH_OK;
-  MPI_Comm comm = lh_dmat_comm(X);
-  const int64_t n = lh_dmat_local_rows(X), C = p->C;
-  const int64_t K = p->kind == LH_PROBE_MEAN_DIFFERENCE ? 2 : C;
+  const int64_t K = kind == LH_PROBE_MEAN_DIFFERENCE ? 2 : C;
   int64_t *cnt = NULL; /* [true positives (K), true counts (K), predicted counts (K)] */
-  double *s = NULL, *pred = NULL;
   lh_xsum ce;
   int nk;
   LH_TRY(lh_int_cast(3 * K, "class counts", &nk));
-  lh_status local = lh_alloc((size_t)(3 * K), sizeof *cnt, true, "class counts", &cnt);
-  if (local == LH_OK) local = lh_alloc((size_t)(n * C), sizeof *s, false, "scores", &s);
-  if (local == LH_OK) local = lh_alloc((size_t)n, sizeof *pred, false, "predictions", &pred);
-  LH_TRY(lh_agree(comm, local));
-  lh_probe_decision(p, X, s);
-  lh_probe_predict(p, X, pred);
+  LH_TRY(lh_agree(comm, lh_alloc((size_t)(3 * K), sizeof *cnt, true, "class counts", &cnt)));
   lh_xsum_init(&ce);
   for (int64_t i = 0; i < n; i++) {
     if (use && !use[i]) continue;
-    const int64_t t = (int64_t)y[i], q = (int64_t)pred[i];
+    const int64_t t = (int64_t)y[i], q = (int64_t)score_predict(kind, C, s + i * C);
     cnt[K + t]++;
     cnt[2 * K + q]++;
     if (t == q) cnt[t]++;
     const double *si = s + i * C;
-    if (p->kind == LH_PROBE_MEAN_DIFFERENCE) {
+    if (kind == LH_PROBE_MEAN_DIFFERENCE) {
       lh_xsum_add(&ce, softplus(t == 1 ? -si[0] : si[0]));
     } else {
       double mx = si[0], z = 0;
@@ -86,20 +90,13 @@ static lh_status classification(const lh_probe *p, const lh_dmat *X, const doubl
   m->mse = m->r2 = NAN;
 done:
   lh_free(cnt);
-  lh_free(s);
-  lh_free(pred);
   return st;
 }
 
-static lh_status regression(const lh_probe *p, const lh_dmat *X, const double *y,
+static lh_status regression(MPI_Comm comm, int64_t n, const double *pred, const double *y,
                             const bool *use, int64_t count, lh_probe_metrics *m) {
   lh_status st = LH_OK;
-  MPI_Comm comm = lh_dmat_comm(X);
-  const int64_t n = lh_dmat_local_rows(X);
-  double *pred = NULL;
   lh_xsum acc[2], tot; /* sum of squared residuals, sum of y; then sum of (y - ybar)^2 */
-  LH_TRY(lh_agree(comm, lh_alloc((size_t)n, sizeof *pred, false, "predictions", &pred)));
-  lh_probe_predict(p, X, pred);
   lh_xsum_init(&acc[0]);
   lh_xsum_init(&acc[1]);
   lh_xsum_init(&tot);
@@ -122,8 +119,16 @@ static lh_status regression(const lh_probe *p, const lh_dmat *X, const double *y
   m->r2 = sstot > 0 ? 1.0 - ssres / sstot : (ssres == 0 ? 1.0 : 0.0);
   m->accuracy = m->balanced_accuracy = m->cross_entropy = m->macro_f1 = NAN;
 done:
-  lh_free(pred);
   return st;
+}
+
+lh_status probe_score_metrics(lh_probe_kind kind, int64_t C, MPI_Comm comm, int64_t n,
+                              const double *s, const double *y, const bool *use, int64_t count,
+                              lh_probe_metrics *m) {
+  m->n = count;
+  m->classification = kind != LH_PROBE_REGRESSOR;
+  if (kind == LH_PROBE_REGRESSOR) return regression(comm, n, s, y, use, count, m);
+  return classification(kind, C, comm, n, s, y, use, count, m);
 }
 
 lh_status lh_probe_evaluate(const lh_probe *p, const lh_dmat *X, const double *y,
@@ -131,6 +136,7 @@ lh_status lh_probe_evaluate(const lh_probe *p, const lh_dmat *X, const double *y
   lh_status st = LH_OK;
   lh_probe_metrics m = {0};
   int64_t count = 0;
+  double *s = NULL; /* n x C scores */
   if (lh_dmat_cols(X) != p->D)
     LH_FAIL(LH_ERR_VALUE, "evaluate: the probe has %lld features, the data %lld",
             (long long)p->D, (long long)lh_dmat_cols(X));
@@ -139,13 +145,12 @@ lh_status lh_probe_evaluate(const lh_probe *p, const lh_dmat *X, const double *y
   LH_TRY(probe_check(X, y, use, cls ? LH_PROBE_CLASSIFIER : LH_PROBE_REGRESSOR,
                      p->kind == LH_PROBE_MEAN_DIFFERENCE ? 2 : p->C, "evaluate", &count));
   if (count < 1) LH_FAIL(LH_ERR_VALUE, "evaluate: no sample to evaluate");
-  m.n = count;
-  m.classification = cls;
-  if (cls)
-    LH_TRY(classification(p, X, y, use, count, &m));
-  else
-    LH_TRY(regression(p, X, y, use, count, &m));
+  const int64_t n = lh_dmat_local_rows(X);
+  LH_TRY(lh_agree(lh_dmat_comm(X), lh_alloc((size_t)(n * p->C), sizeof *s, false, "scores", &s)));
+  lh_probe_decision(p, X, s);
+  LH_TRY(probe_score_metrics(p->kind, p->C, lh_dmat_comm(X), n, s, y, use, count, &m));
   *out = m;
 done:
+  lh_free(s);
   return st;
 }

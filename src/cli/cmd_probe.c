@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cmd_probe_bilinear.h"
 #include "core/check.h"
 #include "latenthook/comm.h"
 #include "latenthook/mem.h"
@@ -15,7 +16,9 @@
 
 static const char HELP[] =
     "usage: mpiexec -n P latenthook probe --data FILE.h5:/acts --labels FILE.h5:/y\n"
-    "                 --estimator linear|mean-difference --out OUT.h5 [options]\n\n"
+    "                 --estimator linear|mean-difference --out OUT.h5 [options]\n"
+    "       mpiexec -n P latenthook probe --data F.h5:/h1 --data2 F.h5:/h2 --labels F.h5:/y\n"
+    "                 --estimator low-rank-bilinear --out OUT.h5 [options]\n\n"
     "Fits a probe on activations (N, ...) (flattened to N x D as tdhook's Probe does) with one\n"
     "label per sample (N,) or (N, 1), on a train part chosen by a hash of (seed, sample index),\n"
     "and scores it on the train part (fit_metrics) and the test part (predict_metrics). Writes\n"
@@ -37,11 +40,17 @@ static const char HELP[] =
     "  --seed S            split, initialisation and shuffling seed (default 0)\n"
     "  --epochs E, --batch-size B, --lr R   adam (defaults 100, 128, 1e-3)\n"
     "  --max-iter M, --tol T   lbfgs (defaults 1000, 1e-10 on |grad| / max(1, |params|))\n"
-    "  --no-normalize      mean-difference: keep the raw difference of means\n" CLI_COMMON_HELP;
+    "  --no-normalize      mean-difference: keep the raw difference of means\n"
+    "\nlow-rank-bilinear (SPEC 3.8): --data F:/h1 --data2 F:/h2 (the same samples):\n"
+    "  y = (U h1 + u) * (V h2 + v) + b over C = --num-classes outputs (or 1: regression),\n"
+    "  trained by adam (--epochs, --batch-size, --lr, --seed); writes OUT.h5:/U, /u, /V, /v, /b\n"
+    "  --rank 1            rank per output unit (tdhook's estimator: 1, the only value)\n"
+    "  --no-bias           no additive b (u and v are always there)\n" CLI_COMMON_HELP;
 
 enum {
   OPT_DATA = 1, OPT_LABELS, OPT_ESTIMATOR, OPT_CLASSES, OPT_SOLVER, OPT_L2, OPT_TEST, OPT_SEED,
-  OPT_EPOCHS, OPT_BATCH, OPT_LR, OPT_MAXITER, OPT_TOL, OPT_NONORM, OPT_OUT
+  OPT_EPOCHS, OPT_BATCH, OPT_LR, OPT_MAXITER, OPT_TOL, OPT_NONORM, OPT_OUT,
+  OPT_DATA2, OPT_RANK, OPT_NOBIAS
 };
 
 typedef struct args {
@@ -49,6 +58,9 @@ typedef struct args {
   long long classes, seed, epochs, batch, maxiter;
   double l2, test, lr, tol;
   bool nonorm;
+  const char *data2; /* low-rank-bilinear */
+  long long rank;
+  bool nobias;
 } args;
 
 static lh_status on_option(int code, const char *arg, void *user) {
@@ -60,6 +72,9 @@ static lh_status on_option(int code, const char *arg, void *user) {
     case OPT_SOLVER: a->solver = arg; return LH_OK;
     case OPT_OUT: a->out = arg; return LH_OK;
     case OPT_NONORM: a->nonorm = true; return LH_OK;
+    case OPT_DATA2: a->data2 = arg; return LH_OK;
+    case OPT_NOBIAS: a->nobias = true; return LH_OK;
+    case OPT_RANK: return cli_parse_int("--rank", arg, &a->rank);
     case OPT_CLASSES: return cli_parse_int("--num-classes", arg, &a->classes);
     case OPT_SEED: return cli_parse_int("--seed", arg, &a->seed);
     case OPT_EPOCHS: return cli_parse_int("--epochs", arg, &a->epochs);
@@ -105,11 +120,15 @@ lh_status cmd_probe(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
                                        {"tol", required_argument, NULL, OPT_TOL},
                                        {"no-normalize", no_argument, NULL, OPT_NONORM},
                                        {"out", required_argument, NULL, OPT_OUT},
+                                       {"data2", required_argument, NULL, OPT_DATA2},
+                                       {"rank", required_argument, NULL, OPT_RANK},
+                                       {"no-bias", no_argument, NULL, OPT_NOBIAS},
                                        CLI_COMMON_OPTIONS,
                                        {0, 0, 0, 0}};
   lh_probe_opts po = lh_probe_defaults();
   args a = {.classes = -1, .seed = 0, .epochs = po.epochs, .batch = po.batch_size,
-            .maxiter = po.max_iter, .l2 = 0, .test = 0.2, .lr = po.lr, .tol = po.tol};
+            .maxiter = po.max_iter, .l2 = 0, .test = 0.2, .lr = po.lr, .tol = po.tol,
+            .rank = 1};
   lh_h5_dset *dd = NULL, *dl = NULL;
   lh_h5_out *o = NULL;
   lh_dmat *X = NULL;
@@ -128,13 +147,35 @@ lh_status cmd_probe(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
   if (pos < argc) LH_FAIL(LH_ERR_USAGE, "unexpected argument '%s' (see 'latenthook probe --help')", argv[pos]);
   if (!a.data || !a.labels) LH_FAIL(LH_ERR_USAGE, "--data FILE.h5:/acts and --labels FILE.h5:/y are required");
   if (!a.out) LH_FAIL(LH_ERR_USAGE, "--out OUT.h5 is required");
-  if (!a.estimator) LH_FAIL(LH_ERR_USAGE, "--estimator linear|mean-difference is required");
+  if (!a.estimator)
+    LH_FAIL(LH_ERR_USAGE, "--estimator linear|mean-difference|low-rank-bilinear is required");
   const bool mdiff = strcmp(a.estimator, "mean-difference") == 0;
-  if (strcmp(a.estimator, "low-rank-bilinear") == 0)
-    LH_FAIL(LH_ERR_NOTIMPL, "--estimator low-rank-bilinear is not implemented yet (only its "
-            "forward pass exists, lh_probe_bilinear_forward)");
+  if (strcmp(a.estimator, "low-rank-bilinear") == 0) {
+    /* SPEC 3.8: one rank-1 form (U_c h1 + u_c)(V_c h2 + v_c) per output unit */
+    if (a.rank != 1)
+      LH_FAIL(LH_ERR_USAGE, "--rank: tdhook's LowRankBilinearEstimator is rank 1 per output "
+              "unit (SPEC 3.8); only --rank 1 is supported, got %lld", a.rank);
+    if (a.solver && strcmp(a.solver, "adam") != 0)
+      LH_FAIL(LH_ERR_USAGE, "--estimator low-rank-bilinear trains with adam only, got --solver %s",
+              a.solver);
+    if (a.l2 != 0) LH_FAIL(LH_ERR_USAGE, "--l2 does not apply to --estimator low-rank-bilinear");
+    if (a.nonorm) LH_FAIL(LH_ERR_USAGE, "--no-normalize applies to --estimator mean-difference only");
+    if (!(a.test >= 0 && a.test < 1)) LH_FAIL(LH_ERR_USAGE, "--test-fraction must be in [0, 1), got %g", a.test);
+    if (a.epochs < 0) LH_FAIL(LH_ERR_USAGE, "--epochs must be >= 0, got %lld", a.epochs);
+    if (a.batch < 1) LH_FAIL(LH_ERR_USAGE, "--batch-size must be >= 1, got %lld", a.batch);
+    if (!(a.lr > 0)) LH_FAIL(LH_ERR_USAGE, "--lr must be > 0, got %g", a.lr);
+    const cli_bilinear_args b = {.data = a.data, .data2 = a.data2, .labels = a.labels,
+                                 .out = a.out, .classes = a.classes, .seed = a.seed,
+                                 .epochs = a.epochs, .batch = a.batch, .test = a.test,
+                                 .lr = a.lr, .no_bias = a.nobias};
+    LH_TRY(cmd_probe_bilinear(comm, &b));
+    goto done;
+  }
+  if (a.data2 || a.nobias)
+    LH_FAIL(LH_ERR_USAGE, "--data2 and --no-bias apply to --estimator low-rank-bilinear only");
   if (!mdiff && strcmp(a.estimator, "linear") != 0)
-    LH_FAIL(LH_ERR_USAGE, "--estimator must be linear or mean-difference, got '%s'", a.estimator);
+    LH_FAIL(LH_ERR_USAGE, "--estimator must be linear, mean-difference or low-rank-bilinear, "
+            "got '%s'", a.estimator);
   if (mdiff) {
     if (a.classes != -1 && a.classes != 2)
       LH_FAIL(LH_ERR_USAGE, "--estimator mean-difference is binary: --num-classes must be 2 "

@@ -3,8 +3,10 @@
  * tests/golden/make_golden_probe.py): lbfgs multinomial logistic regression = scikit-learn's
  * LogisticRegression(C = 1/(l2 N)), ridge = Ridge(alpha = l2 N), the mean difference = NumPy,
  * adam = a Python re-implementation of the seeded schedule, the metrics = scikit-learn's;
- * every fit bit-identical to the same fit of the whole data on one rank (MPI_COMM_SELF); and
- * the error paths, agreed on every rank. */
+ * the mean difference and lbfgs bit-identical to the same fit of the whole data on one rank
+ * (MPI_COMM_SELF), adam (data-parallel BLAS mini-batch sums, issue 7) within 1e-10 and ridge
+ * within 1e-12 relative of it, also after tdhook's 100 epochs; and the error paths, agreed on
+ * every rank. */
 #include <stdlib.h>
 
 #include <jansson.h>
@@ -15,6 +17,10 @@
 #include "latenthook/mem.h"
 #include "latenthook/probe.h"
 #include "mpi/mpitest.h"
+
+/* Rank-count agreement of adam (BLAS sums of each mini-batch's members per rank): the
+ * project's rule for floats. */
+#define REL 1e-10
 
 static double maxrel(const double *a, const double *b, int64_t n) {
   double d = 0, s = 0;
@@ -77,12 +83,21 @@ static void check_model(const char *what, const lh_probe *p, json_t *coef, json_
   flat(coef, c);
   flat(icpt, b);
   double rc = maxrel(p->coef, c, p->C * p->D), rb = maxrel(p->intercept, b, p->C);
+  /* intercepts far smaller than the weights (logreg2: 0.015 vs ~1) are judged against the
+   * scale of the whole parameter vector, as the optimiser's tolerance is */
+  double scale = 0, db = 0;
+  for (int64_t k = 0; k < p->C * p->D; k++) scale = fmax(scale, fabs(c[k]));
+  for (int64_t k = 0; k < p->C; k++) {
+    scale = fmax(scale, fabs(b[k]));
+    db = fmax(db, fabs(p->intercept[k] - b[k]));
+  }
+  if (scale > 0) rb = fmin(rb, db / scale);
   MT_CHECK(rc <= tol && rb <= tol, "%s: coef rel diff %.3g, intercept %.3g (tol %g)", what, rc,
            rb, tol);
 }
 
 /* Fits on the world communicator and, on rank 0, on MPI_COMM_SELF with the whole data: the two
- * must be the same bits (ridge: 1e-12). */
+ * must be the same bits (tol 0) or agree within tol relative (BLAS sums per rank). */
 static lh_probe *fit_both(const char *what, json_t *ref, const lh_probe_opts *o,
                           const bool *use_world, double tol) {
   data w = load(MPI_COMM_WORLD, json_object_get(ref, "X"), json_object_get(ref, "y"));
@@ -106,6 +121,7 @@ static lh_probe *fit_both(const char *what, json_t *ref, const lh_probe_opts *o,
                  "%s: not bit-identical to one rank (coef %.3g, intercept %.3g)", what, rc, rb);
       else
         MT_CHECK(rc <= tol && rb <= tol, "%s: differs from one rank by %.3g / %.3g", what, rc, rb);
+      if (tol > 0) printf("%s: rank-count difference coef %.3g intercept %.3g\n", what, rc, rb);
     }
     lh_probe_destroy(&q);
     free(use);
@@ -333,8 +349,15 @@ static void goldens(json_t *doc) {
     o.batch_size = json_integer_value(json_object_get(a, "batch"));
     o.lr = json_number_value(json_object_get(a, "lr"));
     o.l2 = k == 1 ? json_number_value(json_object_get(a, "l2")) : 0;
-    p = fit_both(kinds[k], ref, &o, NULL, 0);
+    p = fit_both(kinds[k], ref, &o, NULL, REL);
     if (p) check_model(kinds[k], p, json_object_get(a, "coef"), json_object_get(a, "intercept"), 1e-12);
+    lh_probe_destroy(&p);
+    /* tdhook's 100 epochs (lr 1e-3) in batches of 16: rounding differences between rank counts
+     * must not grow beyond the 1e-10 rule over 600 Adam steps */
+    o.epochs = 100;
+    o.batch_size = 16;
+    o.lr = 1e-3;
+    p = fit_both(k == 0 ? "adam 100 epochs classifier" : "adam 100 epochs regressor", ref, &o, NULL, REL);
     lh_probe_destroy(&p);
   }
 
