@@ -144,3 +144,14 @@ bool cli_png_size(const char *path, unsigned *w, unsigned *h) {
   *h = (unsigned)b[20] << 24 | (unsigned)b[21] << 16 | (unsigned)b[22] << 8 | b[23];
   return true;
 }
+
+void cli_strip_volatile(char *s) {
+  char *w = s;
+  for (char *line = s; *line;) {
+    char *nl = strchr(line, '\n');
+    size_t len = nl ? (size_t)(nl - line + 1) : strlen(line);
+    if (!strstr(line, "\"seconds\"") && !strstr(line, "\"out\"")) w += len, memmove(w - len, line, len);
+    line += len;
+  }
+  *w = '\0';
+}

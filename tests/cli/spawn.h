@@ -49,6 +49,10 @@ int cli_entries(const char *dir);
 int cli_h5diff(const char *opts, const char *a, const char *pa, const char *b, const char *pb);
 extern char cli_h5diff_report[2048];
 
+/* Removes from s (in place) the lines of a JSON summary that differ between runs by design:
+ * those holding "seconds" or "out". */
+void cli_strip_volatile(char *s);
+
 /* True when path starts with the PNG signature and an IHDR chunk; *w and *h get its size. */
 bool cli_png_size(const char *path, unsigned *w, unsigned *h);
 

@@ -51,54 +51,22 @@ static void setup(void) {
   run_free(&r);
 }
 
-static void teardown(void) {
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  cr_expect_eq(system(cmd), 0);
-}
+static void teardown(void) { cli_remove_dir(dir); }
 
 TestSuite(probe_bilinear, .init = setup, .fini = teardown, .timeout = 300);
 
 static run_result probe(int np, const char *args) {
   char a[2048];
   snprintf(a, sizeof a, "probe %s", args);
-  return np <= 2 ? run_cli(np, a) : run_cli_noleak(np, a);
+  return run_cli_np(np, a);
 }
 
-/* 0 when h5diff finds the datasets equal within opts (attributes ignored). */
+/* cli_h5diff on files a and b of this test's folder. */
 static int h5diff(const char *opts, const char *a, const char *pa, const char *b, const char *pb) {
-  char cmd[2048], line[1024];
-  snprintf(cmd, sizeof cmd, "h5diff -v %s '%s/%s' '%s/%s' '%s' '%s' 2>&1", opts, dir, a, dir, b,
-           pa, pb);
-  FILE *f = popen(cmd, "r");
-  if (!f) return 1;
-  int zero = 0, bad = 0, in_attr = 0;
-  while (fgets(line, sizeof line, f)) {
-    if (strncmp(line, "attribute:", 10) == 0) in_attr = 1;
-    if (strncmp(line, "dataset:", 8) == 0 || strncmp(line, "group", 5) == 0) in_attr = 0;
-    if (!in_attr && strstr(line, " differences found")) {
-      if (strncmp(line, "0 differences found", 19) == 0)
-        zero++;
-      else
-        bad++;
-    }
-    if (strstr(line, "not comparable") || strstr(line, "rror")) bad++;
-  }
-  int rc = pclose(f);
-  if (!WIFEXITED(rc) || WEXITSTATUS(rc) == 2) return 1;
-  return zero > 0 && bad == 0 ? 0 : 1;
-}
-
-/* stdout without the lines that legitimately differ (timings, output path). */
-static void strip(char *s) {
-  char *w = s;
-  for (char *line = s; *line;) {
-    char *nl = strchr(line, '\n');
-    size_t len = nl ? (size_t)(nl - line + 1) : strlen(line);
-    if (!strstr(line, "\"seconds\"") && !strstr(line, "\"out\"")) w += len, memmove(w - len, line, len);
-    line += len;
-  }
-  *w = '\0';
+  char fa[256], fb[256];
+  snprintf(fa, sizeof fa, "%s/%s", dir, a);
+  snprintf(fb, sizeof fb, "%s/%s", dir, b);
+  return cli_h5diff(opts, fa, pa, fb, pb);
 }
 
 /* 1 when a and b are the same text up to numbers agreeing within tol * max(1, |x|, |y|). */
@@ -150,7 +118,7 @@ Test(probe_bilinear, matches_pytorch_on_1_to_3_ranks) {
               "%s", r.out);
     const double got_acc = strtod(acc + 12, NULL);
     cr_expect(got_acc - want_acc < 1e-12 && want_acc - got_acc < 1e-12, "accuracy %s, PyTorch %g", acc, want_acc);
-    strip(r.out);
+    cli_strip_volatile(r.out);
     if (np == 1)
       snprintf(first, sizeof first, "%s", r.out);
     else

@@ -48,40 +48,20 @@ static void setup(void) {
   run_free(&r);
 }
 
-static void teardown(void) {
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  cr_expect_eq(system(cmd), 0);
-}
+static void teardown(void) { cli_remove_dir(dir); }
 
 TestSuite(probe_model, .init = setup, .fini = teardown, .timeout = 300);
 
 static run_result cli(int np, const char *args) {
-  return np <= 2 ? run_cli(np, args) : run_cli_noleak(np, args);
+  return run_cli_np(np, args);
 }
 
-/* 0 when h5diff finds the two datasets exactly equal (no tolerance), else 1; attributes are
- * ignored. */
+/* cli_h5diff (exact) on files a and b of this test's folder. */
 static int h5same(const char *a, const char *pa, const char *b, const char *pb) {
-  char cmd[1024], line[1024];
-  snprintf(cmd, sizeof cmd, "h5diff -v '%s/%s' '%s/%s' '%s' '%s' 2>&1", dir, a, dir, b, pa, pb);
-  FILE *f = popen(cmd, "r");
-  if (!f) return 1;
-  int zero = 0, bad = 0, in_attr = 0;
-  while (fgets(line, sizeof line, f)) { /* attributes (provenance: mpi_ranks) differ by design */
-    if (strncmp(line, "attribute:", 10) == 0) in_attr = 1;
-    if (strncmp(line, "dataset:", 8) == 0 || strncmp(line, "group", 5) == 0) in_attr = 0;
-    if (!in_attr && strstr(line, " differences found")) {
-      if (strncmp(line, "0 differences found", 19) == 0)
-        zero++;
-      else
-        bad++;
-    }
-    if (strstr(line, "not comparable") || strstr(line, "rror")) bad++;
-  }
-  int rc = pclose(f);
-  if (!WIFEXITED(rc) || WEXITSTATUS(rc) == 2) return 1;
-  return zero > 0 && bad == 0 ? 0 : 1;
+  char fa[256], fb[256];
+  snprintf(fa, sizeof fa, "%s/%s", dir, a);
+  snprintf(fb, sizeof fb, "%s/%s", dir, b);
+  return cli_h5diff("", fa, pa, fb, pb);
 }
 
 /* stdout without the lines that legitimately differ (timings, paths). */
