@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "core/check.h"
 #include "latenthook/log.h"
+#include "latenthook/mem.h"
 #include "latenthook/progress.h"
 
 lh_status cli_parse(const char *cmd, int argc, char **argv, const struct option *opts,
@@ -119,4 +120,19 @@ json_t *cli_batch_values(const double *v, const lh_h5_info *in) {
 json_t *cli_batch_counts(const int64_t *v, const lh_h5_info *in) {
   int64_t idx = 0;
   return nest(NULL, v, in->dims, in->row_axis, &idx);
+}
+
+lh_status cli_add_names(const char *opt, const char *arg, char **names, int64_t *n, int64_t cap) {
+  for (const char *s = arg;;) {
+    const char *c = strchr(s, ',');
+    size_t len = c ? (size_t)(c - s) : strlen(s);
+    if (*n == cap) return LH_ERROR(LH_ERR_USAGE, "%s: at most %lld names", opt, (long long)cap);
+    char *m = NULL;
+    if (lh_alloc(len + 1, 1, false, "module name", &m) != LH_OK) return LH_ERR_NOMEM;
+    memcpy(m, s, len);
+    m[len] = '\0';
+    names[(*n)++] = m;
+    if (!c) return LH_OK;
+    s = c + 1;
+  }
 }

@@ -10,6 +10,7 @@
 
 #include <getopt.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <mpi.h>
 
@@ -64,6 +65,12 @@ void cli_emit_json(MPI_Comm comm, json_t *doc);
 /* Parses a number option; LH_ERR_USAGE naming `opt` if it is not one. Pure. */
 LH_NODISCARD lh_status cli_parse_double(const char *opt, const char *arg, double *out);
 LH_NODISCARD lh_status cli_parse_int(const char *opt, const char *arg, long long *out);
+
+/* Appends the comma-separated names of arg ("a,b,c") to names[*n ..], each a copy (lh_alloc;
+ * the caller lh_frees them). Errors: LH_ERR_USAGE when more than cap names in all (naming
+ * opt), LH_ERR_NOMEM. */
+LH_NODISCARD lh_status cli_add_names(const char *opt, const char *arg, char **names, int64_t *n,
+                                     int64_t cap);
 
 /* Commands */
 typedef lh_status (*cli_command_fn)(MPI_Comm comm, int argc, char **argv, cli_common *cc);

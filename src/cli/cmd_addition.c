@@ -44,23 +44,6 @@ typedef struct args {
   long long batch;
 } args;
 
-static lh_status add_modules(args *a, const char *arg) {
-  const char *s = arg;
-  for (;;) {
-    const char *c = strchr(s, ',');
-    size_t len = c ? (size_t)(c - s) : strlen(s);
-    if (a->nmods == MAX_MODULES)
-      return LH_ERROR(LH_ERR_USAGE, "--modules: at most %d modules", MAX_MODULES);
-    char *m = NULL;
-    if (lh_alloc(len + 1, 1, false, "module name", &m) != LH_OK) return LH_ERR_NOMEM;
-    memcpy(m, s, len);
-    m[len] = '\0';
-    a->mods[a->nmods++] = m;
-    if (!c) return LH_OK;
-    s = c + 1;
-  }
-}
-
 static lh_status on_option(int code, const char *arg, void *user) {
   args *a = user;
   switch (code) {
@@ -77,7 +60,7 @@ static lh_status on_option(int code, const char *arg, void *user) {
       a->out = arg;
       return LH_OK;
     case OPT_MODULES:
-      return add_modules(a, arg);
+      return cli_add_names("--modules", arg, a->mods, &a->nmods, MAX_MODULES);
     case OPT_REDUCE:
       return lh_reduce_parse(arg, &a->reduce);
     case OPT_BATCH: {
