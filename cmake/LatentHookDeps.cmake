@@ -30,6 +30,11 @@ pkg_check_modules(JANSSON REQUIRED IMPORTED_TARGET jansson)
 pkg_check_modules(PLPLOT REQUIRED IMPORTED_TARGET plplot)
 # L-BFGS for the probes (liblbfgs-dev: Okazaki's libLBFGS, More-Thuente line search).
 pkg_check_modules(LBFGS REQUIRED IMPORTED_TARGET liblbfgs)
+# Job files: libyaml (libyaml-dev, libcyaml's own parser) keeps the document tree with line
+# numbers for --set overrides and messages; libcyaml checks it against the schema.
+pkg_check_modules(YAML REQUIRED IMPORTED_TARGET yaml-0.1)
+# SHA-256 content digests of the batch runner's step records: OpenSSL's libcrypto (libssl-dev).
+pkg_check_modules(CRYPTO REQUIRED IMPORTED_TARGET libcrypto)
 
 add_library(lh_deps INTERFACE)
 add_library(lh::deps ALIAS lh_deps)
@@ -38,4 +43,5 @@ target_compile_definitions(lh_deps INTERFACE ${HDF5_C_DEFINITIONS} PCRE2_CODE_UN
 target_link_libraries(lh_deps INTERFACE
   PkgConfig::SCALAPACK ${HDF5_C_LIBRARIES} MPI::MPI_C
   PkgConfig::LAPACKE PkgConfig::OPENBLAS
-  PkgConfig::CYAML PkgConfig::PCRE2 PkgConfig::JANSSON PkgConfig::PLPLOT PkgConfig::LBFGS m)
+  PkgConfig::CYAML PkgConfig::PCRE2 PkgConfig::JANSSON PkgConfig::PLPLOT PkgConfig::LBFGS
+  PkgConfig::YAML PkgConfig::CRYPTO m)

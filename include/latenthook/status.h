@@ -40,10 +40,11 @@ typedef enum lh_status {
   LH_ERR_IO = 7,        /* file system or HDF5 failure */
   LH_ERR_NOMEM = 8,     /* allocation failed or a size overflowed */
   LH_ERR_MPI = 9,       /* an MPI, BLACS or ScaLAPACK call failed */
-  LH_ERR_INTERNAL = 10  /* a bug in LatentHook */
+  LH_ERR_INTERNAL = 10, /* a bug in LatentHook */
+  LH_ERR_INTERRUPTED = 11 /* stopped on request (SIGTERM/SIGUSR1) at a checkpoint; resumable */
 } lh_status;
 
-#define LH_STATUS_MAX 10
+#define LH_STATUS_MAX 11
 
 /* Short stable name of a status ("ValueError", "IOError", ...). Pure. */
 const char *lh_status_name(lh_status st);

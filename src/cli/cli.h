@@ -59,8 +59,14 @@ LH_NODISCARD lh_status cli_parse(const char *cmd, int argc, char **argv,
 /* Prints `text` on rank 0's stdout. Local. */
 void cli_print_help(MPI_Comm comm, const char *text);
 
-/* Prints `doc` (consumed) on rank 0's stdout as one indented JSON document. Local. */
+/* Prints `doc` (consumed) on rank 0's stdout as one indented JSON document. Local.
+ * While a capture slot is set (cli_capture_json), the document replaces the slot's content
+ * instead, on every rank. */
 void cli_emit_json(MPI_Comm comm, json_t *doc);
+
+/* Sets (slot) or clears (NULL) the capture slot of cli_emit_json: `run` collects the results
+ * of the commands it drives this way. Local. */
+void cli_capture_json(json_t **slot);
 
 /* Parses a number option; LH_ERR_USAGE naming `opt` if it is not one. Pure. */
 LH_NODISCARD lh_status cli_parse_double(const char *opt, const char *arg, double *out);
@@ -102,8 +108,8 @@ lh_status cmd_addition(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 lh_status cmd_attention(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 lh_status cmd_probe(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 lh_status cmd_probe_model(MPI_Comm comm, int argc, char **argv, cli_common *cc);
+lh_status cmd_run(MPI_Comm comm, int argc, char **argv, cli_common *cc);
 
-#endif
 
 /* ---- items of a batched dataset, spread over the ranks (batch.h) ------------------------ */
 
@@ -140,3 +146,5 @@ LH_NODISCARD lh_status cli_check_pair(const lh_h5_info *a, const lh_h5_info *b);
  * every rank (a sum). Collective. */
 LH_NODISCARD lh_status cli_share_f64(MPI_Comm comm, int64_t count, double *v);
 LH_NODISCARD lh_status cli_share_i64(MPI_Comm comm, int64_t count, int64_t *v);
+
+#endif

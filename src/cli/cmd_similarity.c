@@ -18,7 +18,8 @@
 
 static const char HELP[] =
     "usage: mpiexec -n P latenthook similarity --metric cka|information-imbalance\n"
-    "                         --data FILE.h5:/group [--out OUT.h5] [--png FIG.png] [options]\n\n"
+    "                         --data FILE.h5:/group [--out OUT.h5] [--png FIG.png] [options]\n"
+    "       mpiexec -n P latenthook similarity --metric ... --data F1.h5:/a --data F2.h5:/b ...\n\n"
     "Compares every pair of the (N, D) datasets in a group, e.g. the activations of every layer\n"
     "on the same N samples, with linear CKA (symmetric) or information imbalance (row a, column\n"
     "b: Delta(a -> b)). Each layer's statistics or neighbour lists are computed once. Prints\n"
@@ -27,16 +28,23 @@ static const char HELP[] =
     "Datasets of the group that are not 2-D are skipped with a warning.\n\n"
     "Options:\n"
     "  --metric cka|information-imbalance   (required)\n"
-    "  --data FILE.h5:/group     the group of datasets, in natural name order (required)\n"
+    "  --data FILE.h5:/group     the group of datasets, in natural name order (required); or\n"
+    "                            --data given twice or more: these datasets, in this order\n"
+    "  --names A,B,...           the layers' names (default: the datasets' names)\n"
     "  --out OUT.h5              write the matrix; the heatmap goes beside it\n"
     "  --png FIG.png             where to draw the heatmap\n"
     "  --debiased                CKA: unbiased HSIC (needs N >= 4)\n"
     "  --p P, --k K              information imbalance: Minkowski p (default 2), neighbours k (1)\n" CLI_COMMON_HELP;
 
-enum { OPT_METRIC = 1, OPT_DATA, OPT_OUT, OPT_PNG, OPT_DEBIASED, OPT_P, OPT_K };
+enum { OPT_METRIC = 1, OPT_DATA, OPT_OUT, OPT_PNG, OPT_DEBIASED, OPT_P, OPT_K, OPT_NAMES };
+
+#define MAX_DATA 1024
 
 typedef struct args {
-  const char *metric, *data, *out, *png;
+  const char *metric, *out, *png;
+  const char *data[MAX_DATA];
+  int64_t ndata, nnames;
+  char *names[MAX_DATA];
   bool debiased;
   double p;
   long long k;
@@ -46,7 +54,11 @@ static lh_status on_option(int code, const char *arg, void *user) {
   args *a = user;
   switch (code) {
     case OPT_METRIC: a->metric = arg; return LH_OK;
-    case OPT_DATA: a->data = arg; return LH_OK;
+    case OPT_DATA:
+      if (a->ndata == MAX_DATA) return LH_ERROR(LH_ERR_USAGE, "--data: at most %d datasets", MAX_DATA);
+      a->data[a->ndata++] = arg;
+      return LH_OK;
+    case OPT_NAMES: return cli_add_names("--names", arg, a->names, &a->nnames, MAX_DATA);
     case OPT_OUT: a->out = arg; return LH_OK;
     case OPT_PNG: a->png = arg; return LH_OK;
     case OPT_DEBIASED: a->debiased = true; return LH_OK;
@@ -76,6 +88,7 @@ lh_status cmd_similarity(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
                                        {"debiased", no_argument, NULL, OPT_DEBIASED},
                                        {"p", required_argument, NULL, OPT_P},
                                        {"k", required_argument, NULL, OPT_K},
+                                       {"names", required_argument, NULL, OPT_NAMES},
                                        CLI_COMMON_OPTIONS,
                                        {0, 0, 0, 0}};
   args a = {.p = 2.0, .k = 1};
@@ -93,7 +106,7 @@ lh_status cmd_similarity(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
     goto done;
   }
   if (pos < argc) LH_FAIL(LH_ERR_USAGE, "unexpected argument '%s' (see 'latenthook similarity --help')", argv[pos]);
-  if (!a.metric || !a.data) LH_FAIL(LH_ERR_USAGE, "--metric and --data FILE.h5:/group are required");
+  if (!a.metric || a.ndata == 0) LH_FAIL(LH_ERR_USAGE, "--metric and --data FILE.h5:/group are required");
   bool cka = strcmp(a.metric, "cka") == 0;
   if (!cka && strcmp(a.metric, "information-imbalance") != 0)
     LH_FAIL(LH_ERR_USAGE, "--metric must be cka or information-imbalance, got '%s'", a.metric);
@@ -108,7 +121,21 @@ lh_status cmd_similarity(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
     strncat(png, ".png", sizeof png - strlen(png) - 1);
   }
 
-  LH_TRY(lh_h5_list(comm, a.data, &names, &count));
+  if (a.ndata == 1) {
+    LH_TRY(lh_h5_list(comm, a.data[0], &names, &count));
+  } else { /* the datasets given, in order */
+    LH_TRY(lh_agree(comm, lh_alloc((size_t)a.ndata, sizeof *names, true, "names", &names)));
+    for (int64_t t = 0; t < a.ndata; t++) {
+      size_t len = strlen(a.data[t]) + 1;
+      local = lh_alloc(len, 1, false, "name", &names[count]);
+      if (local != LH_OK) break;
+      memcpy(names[count++], a.data[t], len);
+    }
+    LH_TRY(lh_agree(comm, local));
+  }
+  if (a.nnames > 0 && a.nnames != count)
+    LH_FAIL(LH_ERR_USAGE, "--names gives %lld names for %lld datasets", (long long)a.nnames,
+            (long long)count);
   local = lh_alloc((size_t)(count ? count : 1), sizeof *layers, true, "layers", &layers);
   if (local == LH_OK) local = lh_alloc((size_t)(count ? count : 1), sizeof *labels, true, "layers", &labels);
   LH_TRY(lh_agree(comm, local));
@@ -135,11 +162,11 @@ lh_status cmd_similarity(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
     if (rs == LH_OK) rs = lh_h5_read_dmat(d, 0, layers[L]);
     lh_h5_close(&d);
     LH_TRY(rs);
-    labels[L++] = leaf(names[t]);
+    labels[L++] = a.nnames > 0 ? a.names[t] : leaf(names[t]);
   }
   if (L < 2)
     LH_FAIL(LH_ERR_VALUE, "'%s' holds %lld (N, D) dataset%s; at least 2 are needed to compare",
-            a.data, (long long)L, L == 1 ? "" : "s");
+            a.data[0], (long long)L, L == 1 ? "" : "s");
   LH_TRY(lh_agree(comm, lh_alloc((size_t)(L * L), sizeof *M, false, "similarity matrix", &M)));
   if (cka) {
     lh_cka_opts co = lh_cka_defaults();
@@ -198,5 +225,6 @@ done:
   lh_free(labels);
   lh_free(M);
   lh_h5_list_free(names, count);
+  for (int64_t t = 0; t < a.nnames; t++) lh_free(a.names[t]);
   return st;
 }

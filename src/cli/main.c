@@ -38,6 +38,7 @@ static const command COMMANDS[] = {
     {"activation-addition", cmd_addition, "steering vectors: mean positive - negative activation per module"},
     {"attention", cmd_attention, "attention rollout of every sample and attention heatmaps of chosen samples"},
     {"probe", cmd_probe, "fit a linear probe or mean-difference direction on activations in HDF5"},
+    {"run", cmd_run, "run a YAML job file: forward pass, caches, analyses, figures; resumable"},
     {"synth", cmd_synth, "write a synthetic point cloud of known intrinsic dimension"},
 };
 #define NCOMMANDS ((int)(sizeof COMMANDS / sizeof COMMANDS[0]))
@@ -115,5 +116,6 @@ int main(int argc, char **argv) {
   st = lh_agree(comm, st);
   if (st != LH_OK) lh_error_report(cmdname);
   MPI_Finalize();
-  return st == LH_OK ? 0 : (st == LH_ERR_USAGE ? 2 : 1);
+  /* 75 (EX_TEMPFAIL): stopped at a checkpoint on request; running again resumes */
+  return st == LH_OK ? 0 : st == LH_ERR_USAGE ? 2 : st == LH_ERR_INTERRUPTED ? 75 : 1;
 }

@@ -30,6 +30,7 @@ const char *lh_status_name(lh_status st) {
     case LH_ERR_NOMEM: return "MemoryError";
     case LH_ERR_MPI: return "MPIError";
     case LH_ERR_INTERNAL: return "InternalError";
+    case LH_ERR_INTERRUPTED: return "Interrupted";
   }
   return "UnknownError";
 }

@@ -31,6 +31,7 @@
 #include <pcre2.h>
 
 #include "core/check.h"
+#include "io/yaml_log.h"
 #include "latenthook/mem.h"
 #include "latenthook/safetensors.h"
 #include "nn/module.h"
@@ -145,36 +146,6 @@ static const cyaml_schema_value_t top_schema = {
 
 /* --- libcyaml's messages ------------------------------------------------------------------- */
 
-/* The first error message and the innermost location of its backtrace. */
-typedef struct ylog {
-  char msg[512];
-  char where[256];
-  int line, col;
-} ylog;
-
-static void ylog_fn(cyaml_log_t level, void *ctx, const char *fmt, va_list args) {
-  ylog *lg = ctx;
-  char buf[512];
-  if (level < CYAML_LOG_ERROR) return;
-  vsnprintf(buf, sizeof buf, fmt, args);
-  size_t n = strlen(buf);
-  while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) buf[--n] = '\0';
-  const char *s = buf;
-  if (strncmp(s, "Load: ", 6) == 0) s += 6;
-  if (strncmp(s, "Backtrace:", 10) == 0) return;
-  while (*s == ' ') s++;
-  if (strncmp(s, "in ", 3) == 0) {
-    if (lg->where[0]) return;
-    snprintf(lg->where, sizeof lg->where, "%s", s + 3);
-    const char *l = strstr(s, "(line: ");
-    if (l) sscanf(l, "(line: %d, column: %d)", &lg->line, &lg->col);
-    char *paren = strstr(lg->where, " (line:");
-    if (paren) *paren = '\0';
-    return;
-  }
-  if (!lg->msg[0]) snprintf(lg->msg, sizeof lg->msg, "%s", s);
-}
-
 /* What a field of the schema expects, for messages. */
 static const char *field_expectation(const char *field) {
   if (strcmp(field, "type") == 0)
@@ -187,7 +158,7 @@ static const char *field_expectation(const char *field) {
   return "an integer";
 }
 
-static lh_status cyaml_failure(const char *path, cyaml_err_t err, const ylog *lg) {
+static lh_status cyaml_failure(const char *path, cyaml_err_t err, const lh_ylog *lg) {
   char field[128] = "", value[256] = "", text[768];
   const char *msg = lg->msg[0] ? lg->msg : cyaml_strerror(err);
   sscanf(lg->where, "mapping field '%127[^']'", field);
@@ -714,9 +685,9 @@ static bool ends_with(const char *s, const char *suf) {
 lh_status lh_model_load_yaml(const char *path, lh_model **out) {
   lh_status st = LH_OK;
   ymodel *y = NULL;
-  ylog lg = {0};
+  lh_ylog lg = {0};
   cyaml_config_t cfg = {
-      .log_fn = ylog_fn, .log_ctx = &lg, .mem_fn = cyaml_mem, .log_level = CYAML_LOG_ERROR};
+      .log_fn = lh_ylog_fn, .log_ctx = &lg, .mem_fn = cyaml_mem, .log_level = CYAML_LOG_ERROR};
   ysrc src = {0};
   ybuild b = {0};
   lh_model *m = NULL;

@@ -12,6 +12,7 @@
 
 #include "core/check.h"
 #include "latent/grid.h"
+#include "latenthook/interrupt.h"
 #include "latenthook/comm.h"
 #include "latenthook/partition.h"
 #include "latenthook/progress.h"
@@ -101,6 +102,11 @@ lh_status lh_grid_run(MPI_Comm comm, lh_model *model, lh_h5_dset *d, const char 
     LH_TRY(lh_agree(comm, local));
     if (ops->agreed) LH_TRY(ops->agreed(&b, ops->user));
     if (bar_on) lh_progress_update(&bar, LH_MIN(N, (r + 1) * bs * P));
+    /* a checkpoint: a stop request (batch jobs) ends the pass here, on every rank */
+    int sig = r + 1 < rounds ? lh_interrupt_agree(comm) : 0;
+    if (sig)
+      LH_FAIL(LH_ERR_INTERRUPTED, "%s: stopped by signal %d after %lld of %lld samples", inputs,
+              sig, (long long)LH_MIN(N, (r + 1) * bs * P), (long long)N);
   }
   lh_event_end(ops->event);
   if (seconds) *seconds = MPI_Wtime() - t0;
