@@ -379,7 +379,7 @@ static void state_path(const run *r, char *out, size_t cap) {
 
 lh_status run_write_json(const char *path, const json_t *doc) {
   char tmp[RUN_PATH + 32];
-  snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
+  snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
   FILE *f = fopen(tmp, "w");
   if (!f) return LH_ERROR(LH_ERR_IO, "cannot write '%s': %s", tmp, strerror(errno));
   int rc = json_dumpf(doc, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
@@ -716,7 +716,7 @@ static lh_status step_layer(run *r, const char *kind, const run_layer *l) {
     if (!has_key(job_probe_fields, an->probe, "estimator"))
       LH_TRY(add_opt(&s, "--estimator", "linear"));
   }
-  if (s.argc == 1) LH_FAIL(LH_ERR_NOMEM, "step arguments");
+  if (s.argc == 0) LH_FAIL(LH_ERR_NOMEM, "step arguments");
   LH_TRY(add_opt(&s, "--data", l->addr));
   s.reads_cache = strncmp(l->addr, r->dir, strlen(r->dir)) == 0;
   if (!s.reads_cache && s.nreads < 16) file_part(l->addr, s.reads[s.nreads++], RUN_PATH);
@@ -829,7 +829,7 @@ static lh_status step_intervention(run *r, const char *kind, unsigned i, bool pl
       LH_TRY(add_output(r, &s, "--png", rel));
     }
   }
-  if (s.argc == 1) LH_FAIL(LH_ERR_NOMEM, "step arguments");
+  if (s.argc == 0) LH_FAIL(LH_ERR_NOMEM, "step arguments");
   snprintf(rel, sizeof rel, "results/%s/%s.h5", kind, name);
   LH_TRY(add_output(r, &s, "--out", rel));
   LH_TRY(run_step(r, &s));
@@ -957,6 +957,29 @@ static lh_status make_dirs(const run *r) {
   return st;
 }
 
+/* Removes what a killed run left under temporary names (NAME.tmp-PID...): every output is
+ * written under such a name and renamed when complete. Local (rank 0), best effort. */
+static void remove_stale(const char *dir, int depth) {
+  DIR *dp = opendir(dir);
+  if (!dp || depth > 4) {
+    if (dp) closedir(dp);
+    return;
+  }
+  for (struct dirent *e; (e = readdir(dp)) != NULL;) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    char p[RUN_PATH];
+    if (snprintf(p, sizeof p, "%s/%s", dir, e->d_name) >= (int)sizeof p) continue;
+    struct stat sb;
+    if (lstat(p, &sb) != 0) continue;
+    const char *t = strstr(e->d_name, ".tmp-");
+    if (S_ISDIR(sb.st_mode))
+      remove_stale(p, depth + 1);
+    else if (S_ISREG(sb.st_mode) && t && t[5] >= '0' && t[5] <= '9' && remove(p) == 0)
+      lh_log_info("run: removed '%s', left by an interrupted run", p);
+  }
+  closedir(dp);
+}
+
 static void load_state(run *r) {
   char p[RUN_PATH + 64];
   state_path(r, p, sizeof p);
@@ -1045,7 +1068,7 @@ static lh_status report(run *r, bool plots, json_t **summary) {
     if (local == LH_OK) {
       snprintf(p, sizeof p, "%s/job.yaml", r->dir);
       char tmp[RUN_PATH + 96];
-      snprintf(tmp, sizeof tmp, "%s.tmp%ld", p, (long)getpid());
+      snprintf(tmp, sizeof tmp, "%s.tmp-%ld", p, (long)getpid());
       FILE *f = fopen(tmp, "w");
       bool ok = f && fputs(text, f) >= 0;
       ok = (f && fclose(f) == 0) && ok;
@@ -1123,6 +1146,7 @@ lh_status cmd_run(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
   LH_TRY(lh_agree(comm, r.rank == 0 ? check_job(&r) : LH_OK));
   LH_TRY(lh_agree(comm, r.rank == 0 ? make_dirs(&r) : LH_OK));
   if (r.rank == 0) {
+    remove_stale(r.dir, 0);
     load_state(&r);
     r.results = json_object();
     r.steps = json_array();

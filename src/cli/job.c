@@ -393,9 +393,29 @@ done:
   return st;
 }
 
-/* A message from libcyaml's log, with the line when `lines`. */
-static lh_status schema_error(const char *where, bool lines, cyaml_err_t err, const lh_ylog *lg) {
-  char field[128] = "", value[256] = "", text[768];
+/* The line and column of the first mapping key `key` in doc (libcyaml places an unexpected
+ * key at the node read before it). */
+static bool key_mark(yaml_document_t *doc, const char *key, int *line, int *col) {
+  for (yaml_node_t *n = doc->nodes.start; n < doc->nodes.top; n++) {
+    if (n->type != YAML_MAPPING_NODE) continue;
+    for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top; pr++) {
+      yaml_node_t *k = yaml_document_get_node(doc, pr->key);
+      if (k && k->type == YAML_SCALAR_NODE && strcmp((const char *)k->data.scalar.value, key) == 0) {
+        *line = (int)k->start_mark.line + 1;
+        *col = (int)k->start_mark.column + 1;
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+/* A message from libcyaml's log, with the line when `doc` (the document it read) is given. */
+static lh_status schema_error(const char *where, yaml_document_t *doc, cyaml_err_t err,
+                              const lh_ylog *lg_in) {
+  lh_ylog copy = *lg_in, *lg = &copy;
+  bool lines = doc != NULL;
+  char field[128] = "", value[256] = "", text[1400];
   const char *msg = lg->msg[0] ? lg->msg : cyaml_strerror(err);
   sscanf(lg->where, "mapping field '%127[^']'", field);
   if ((sscanf(msg, "Invalid %*s value: '%255[^']'", value) == 1 ||
@@ -407,6 +427,7 @@ static lh_status schema_error(const char *where, bool lines, cyaml_err_t err, co
                                               : "another type";
     snprintf(text, sizeof text, "invalid value '%s' for '%s' (expected %s)", value, field, type);
   } else if (strncmp(msg, "Unexpected key: ", 16) == 0) {
+    if (doc) key_mark(doc, msg + 16, &lg->line, &lg->col);
     snprintf(text, sizeof text, "unknown key '%s'%s%s", msg + 16, field[0] ? " in " : "", field);
   } else if (strstr(msg, "Expected") || strstr(msg, "expected")) {
     snprintf(text, sizeof text, "%s%s%s", msg, field[0] ? " for " : "", field);
@@ -423,14 +444,14 @@ static lh_status schema_error(const char *where, bool lines, cyaml_err_t err, co
 }
 
 /* Loads text against the schema; on failure the message names `where` (and the line). */
-static lh_status load_typed(const char *text, size_t len, const char *where, bool lines,
+static lh_status load_typed(const char *text, size_t len, const char *where, yaml_document_t *doc,
                             job_file **out) {
   lh_ylog lg = {0};
   cyaml_config_t cfg;
   job_file *y = NULL;
   cyaml_err_t err = cyaml_load_data((const uint8_t *)text, len, cyaml_cfg(&lg, &cfg), &top_schema,
                                     (cyaml_data_t **)&y, NULL);
-  if (err != CYAML_OK) return schema_error(where, lines, err, &lg);
+  if (err != CYAML_OK) return schema_error(where, doc, err, &lg);
   *out = y;
   return LH_OK;
 }
@@ -506,7 +527,7 @@ lh_status job_load(const char *path, char *const *sets, int nsets, job **out) {
   if (yaml_document_get_root_node(&j->doc)->type != YAML_MAPPING_NODE)
     LH_FAIL(LH_ERR_VALUE, "%s, line 1: expected a mapping of keys (model:, inputs:, ...)", path);
   j->orig_nodes = (int)(j->doc.nodes.top - j->doc.nodes.start);
-  LH_TRY(load_typed(j->text, j->len, path, true, &j->data));
+  LH_TRY(load_typed(j->text, j->len, path, &j->doc, &j->data));
   /* each override in turn, so that a bad one is named */
   for (int i = 0; i < nsets; i++) {
     char *t = NULL;
@@ -514,7 +535,7 @@ lh_status job_load(const char *path, char *const *sets, int nsets, job **out) {
     char where[600];
     snprintf(where, sizeof where, "--set %s", sets[i]);
     LH_TRY(emit_text(j, i + 1, &t));
-    lh_status s = load_typed(t, strlen(t), where, false, &y);
+    lh_status s = load_typed(t, strlen(t), where, NULL, &y);
     free(t);
     LH_TRY(s);
     free_typed(j->data);

@@ -24,6 +24,8 @@ static char *slurp(const char *path) {
   return buf;
 }
 
+int cli_timeout = 120;
+
 run_result run_shell(const char *cmd) {
   char outp[] = "/tmp/lhcli_out_XXXXXX", errp[] = "/tmp/lhcli_err_XXXXXX";
   int fo = mkstemp(outp), fe = mkstemp(errp);
@@ -31,7 +33,7 @@ run_result run_shell(const char *cmd) {
   close(fe);
   size_t len = strlen(cmd) + 256;
   char *full = malloc(len);
-  snprintf(full, len, "timeout 120 %s >%s 2>%s", cmd, outp, errp);
+  snprintf(full, len, "timeout %d %s >%s 2>%s", cli_timeout, cmd, outp, errp);
   int rc = system(full);
   free(full);
   run_result r;

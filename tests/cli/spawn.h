@@ -13,6 +13,9 @@ typedef struct run_result {
   char *err;  /* stderr */
 } run_result;
 
+/* Seconds the `timeout` of the next runs allows (default 120). */
+extern int cli_timeout;
+
 /* Runs `mpiexec -n np latenthook <args>` (args is a shell fragment). */
 run_result run_cli(int np, const char *args);
 
