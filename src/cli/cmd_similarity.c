@@ -192,9 +192,11 @@ lh_status cmd_similarity(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
     LH_TRY(lh_h5_out_attr_string(o, "/matrix", "metric", a.metric));
   }
   if (png[0]) { /* rank 0 draws; the others learn whether it worked */
-    double vmax = 1.0;
+    /* CKA on [0, 1]; information imbalance (small with few neighbours) up to its largest */
+    double vmax = cka ? 1.0 : 0.0;
     for (int64_t t = 0; t < L * L; t++)
       if (isfinite(M[t]) && M[t] > vmax) vmax = M[t];
+    if (!(vmax > 0)) vmax = 1.0;
     local = rank == 0 ? lh_plot_heatmap(png, L, L, M, labels, labels,
                                         cka ? (a.debiased ? "debiased linear CKA" : "linear CKA")
                                             : "information imbalance (row -> column)",

@@ -462,7 +462,7 @@ lh_status lh_plot_heatmap(const char *png_path, int64_t rows, int64_t cols, cons
   }
   heat_fig h = {rows, cols, values, (const PLFLT *const *)colp, row_labels, col_labels, title,
                 value_label, vmin, vmax, any_nan,
-                amax >= 100.0 || (amax > 0.0 && amax < 0.01) ? "%.3g" : "%.2f"};
+                amax >= 100.0 || (amax > 0.0 && amax < 0.1) ? "%.2g" : "%.2f"};
   LH_TRY(render(png_path, draw_heatmap, &h));
 done:
   lh_free(colp);
