@@ -400,7 +400,8 @@ static bool key_mark(yaml_document_t *doc, const char *key, int *line, int *col)
     if (n->type != YAML_MAPPING_NODE) continue;
     for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top; pr++) {
       yaml_node_t *k = yaml_document_get_node(doc, pr->key);
-      if (k && k->type == YAML_SCALAR_NODE && strcmp((const char *)k->data.scalar.value, key) == 0) {
+      if (k && k->type == YAML_SCALAR_NODE &&
+          strcmp((const char *)k->data.scalar.value, key) == 0) {
         *line = (int)k->start_mark.line + 1;
         *col = (int)k->start_mark.column + 1;
         return true;
