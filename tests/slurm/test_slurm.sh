@@ -8,11 +8,10 @@
 #
 # 1. The main job: `sbatch --ntasks=2 slurm/latenthook.sbatch COMMAND...` (srun --mpi=pmix),
 #    then CHECK, the name of a check_* function below, looks at its output. @OUT@ in COMMAND
-#    stands for a fresh folder the job may write to. The default is
+#    stands for a fresh folder the job may write to. The default is the demo job,
+#      check_demo -- run SOURCE_DIR/jobs/demo.yaml --output-dir @OUT@
+#    whose results are checked against tests/golden/demo/expected.json; a single command:
 #      check_twonn -- twonn --data SOURCE_DIR/jobs/data/digits.h5:/X
-#    and a job file runs with
-#      check_run -- run SOURCE_DIR/tests/slurm/quick.yaml --output-dir @OUT@
-#    (jobs/demo.yaml takes about a minute on 2 ranks: too long for this test).
 # 2. Stop and resume: slurm/latenthook-run.sbatch runs tests/slurm/quick.yaml on 2 tasks; once
 #    a step is complete, SIGTERM goes to the batch shell as --signal=B:TERM@N sends it, and the
 #    template passes it on to every rank as SIGUSR1. The job must end FAILED with exit code
@@ -30,8 +29,8 @@ fi
 lh=$(realpath "$1")
 src=$(realpath "$2")
 shift 2
-check=check_twonn
-command=(twonn --data "$src/jobs/data/digits.h5:/X")
+check=check_demo
+command=(run "$src/jobs/demo.yaml" --output-dir @OUT@)
 if [ $# -gt 0 ]; then
   check=$1
   shift
@@ -40,7 +39,7 @@ if [ $# -gt 0 ]; then
 fi
 here=$(cd "$(dirname "$0")" && pwd)
 quick=$here/quick.yaml
-deadline=$((SECONDS + 150))
+deadline=$((SECONDS + 240))
 
 # The jobs run as root (the daemons' SlurmUser), which mpirun refuses unless told.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -78,6 +77,22 @@ check_run() { # a completed `latenthook run`: summary.json written, every step r
     pass "run: summary.json, $ran steps run, $skipped skipped"
   else
     fail "run: no summary.json or no steps in $2"
+  fi
+}
+
+check_demo() { # the demo job: every step ran, figures drawn, TwoNN of the pixels as the reference
+  local ran d want f ok=1
+  ran=$(json_number "$2/summary.json" steps_run)
+  # the first "dimension" of both files is the TwoNN dimension of the first layer, "input"
+  d=$(json_number "$2/summary.json" dimension)
+  want=$(json_number "$src/tests/golden/demo/expected.json" dimension)
+  for f in cka information_imbalance intrinsic_dimension probe_accuracy; do
+    [ -s "$2/plots/$f.png" ] || ok=0
+  done
+  if [ "$ran" = 27 ] && ((ok)) && near "$d" "$want" 1e-5; then
+    pass "demo job: 27 steps, figures, TwoNN of the input $d (reference $want)"
+  else
+    fail "demo job: steps_run '$ran' (expected 27), figures $ok, TwoNN '$d' (reference '$want')"
   fi
 }
 
@@ -173,7 +188,7 @@ echo "main job: latenthook.sbatch ${args[*]}"
 id=$(LATENTHOOK=$lh sbatch --parsable --ntasks=2 --output="$work/main-%j.out" \
   --error="$work/main-%j.err" "$src/slurm/latenthook.sbatch" "${args[@]}")
 id=${id%%;*}
-if wait_job "$id" 60; then
+if wait_job "$id" 100; then
   show_log "$work/main-$id.out" "$work/main-$id.err"
   expect_job "$id" COMPLETED 0:0
   "$check" "$work/main-$id.out" "$work/main"
