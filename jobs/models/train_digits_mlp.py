@@ -36,10 +36,8 @@ Outputs:
                                             test_accuracy, train_accuracy (of the folded model)
 and it prints the accuracies (quoted in digits-mlp/README.md).
 """
-import collections
 import json
 import os
-import struct
 import sys
 import time
 
@@ -104,25 +102,7 @@ def correct(model, X, y):
 
 
 # ------------------------------------------------------------------------------- writers
-def write_safetensors(path, tensors):
-    """tensors: name -> float32 numpy array; the safetensors format (8-byte little-endian
-    header length, compact JSON header padded with spaces to 8 bytes, raw little-endian data),
-    tensors in name order as the safetensors library writes tensors of one dtype."""
-    header = collections.OrderedDict([("__metadata__", {"format": "pt"})])
-    blobs, off = [], 0
-    for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name], dtype="<f4")
-        b = a.tobytes()
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
+from safetensors_write import write_safetensors  # noqa: E402 (one writer for all)
 
 
 def model_yaml():

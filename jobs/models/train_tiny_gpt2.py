@@ -27,11 +27,9 @@ Outputs (deterministic for a given torch build):
   jobs/data/induction.h5  (see jobs/data/README.md)
 and it prints the held-out copy accuracies (they are quoted in tiny-gpt2/README.md).
 """
-import collections
 import json
 import math
 import os
-import struct
 import sys
 import time
 
@@ -216,24 +214,7 @@ def copy_accuracy(model, gen, n=2000):
 
 
 # ------------------------------------------------------------------------------- writers
-def write_safetensors(path, tensors):
-    """tensors: name -> float32 numpy array; the safetensors format (8-byte little-endian
-    header length, compact JSON header padded with spaces to 8 bytes, raw little-endian data)."""
-    header = collections.OrderedDict([("__metadata__", {"format": "pt"})])
-    blobs, off = [], 0
-    for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name], dtype="<f4")
-        b = a.tobytes()
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
+from safetensors_write import write_safetensors  # noqa: E402 (one writer for all)
 
 
 def save_model(model):

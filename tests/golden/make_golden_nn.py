@@ -117,6 +117,9 @@ import torch
 import yaml
 from torch import nn
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "jobs", "models"))
+from safetensors_write import ST_DTYPES, write_safetensors as st_write  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "nn")
 REGEN = "/usr/bin/python3 tests/golden/make_golden_nn.py"
@@ -127,36 +130,9 @@ sys.dont_write_bytecode = True
 
 
 # ----------------------------------------------------------------- writers
-ST_DTYPES = {np.dtype("float32"): "F32", np.dtype("uint8"): "U8", np.dtype("int64"): "I64",
-             np.dtype("float64"): "F64"}
-# safetensors' Dtype enum order (the library writes larger dtypes first)
-ST_RANK = {"BOOL": 0, "U8": 1, "I8": 2, "I16": 3, "U16": 4, "F16": 5, "BF16": 6, "I32": 7,
-           "U32": 8, "F32": 9, "F64": 10, "I64": 11, "U64": 12}
-
-
 def write_safetensors(path, tensors):
-    """tensors: name -> numpy array (any shape, incl. 0-d); written little-endian, C order."""
-    items = []
-    for name, a in tensors.items():
-        a = np.array(a, order="C")  # (np.ascontiguousarray would make a scalar 1-d)
-        items.append((name, ST_DTYPES[a.dtype], a))
-    items.sort(key=lambda t: (-ST_RANK[t[1]], t[0]))
-    header = collections.OrderedDict([("__metadata__", {"format": "pt"})])
-    blobs = []
-    off = 0
-    for name, dt, a in items:
-        b = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes(order="C")
-        header[name] = collections.OrderedDict([("dtype", dt), ("shape", list(a.shape)),
-                                                ("data_offsets", [off, off + len(b)])])
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
+    """The shared writer (jobs/models/safetensors_write.py), then a read-back check."""
+    st_write(path, tensors)
     check_safetensors(path, tensors)
 
 
