@@ -36,7 +36,6 @@ Outputs:
                                             test_accuracy, train_accuracy (of the folded model)
 and it prints the accuracies (quoted in digits-mlp/README.md).
 """
-import json
 import os
 import sys
 import time
