@@ -6,7 +6,8 @@
  * estimators and metrics are keyed by the string "{h1}_{h2}_{direction}", so two different
  * pairs whose strings coincide (("a_b", "c") and ("a", "b_c")) are two probes and the second
  * one's creation raises "already exists". Dispatchers hold probe indices, which stay valid
- * until reset_estimators (which drops the dispatchers too).
+ * until reset_estimators (which drops the dispatchers too). The messages are those of tdhook's
+ * reference version (e2e3692).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,7 +217,7 @@ static lh_status make_probe(lh_bpm *m, const char *h1, const char *h2, const cha
   if (k >= 0 || find_probe(m, key)) {
     if (!m->allow_overwrite)
       LH_FAIL(LH_ERR_VALUE,
-              "Probe %s already exists, call reset_estimators() first or use "
+              "Probe %s already exists, call reset_estimators() to reset or use "
               "allow_overwrite=True",
               key);
     if (m->cb.forget) m->cb.forget(key, m->cb.user);
@@ -289,8 +290,10 @@ static lh_status store(record **r, int64_t *n, int64_t *cap, const char *key,
   for (int64_t k = 0; k < *n; k++)
     if (strcmp((*r)[k].key, key) == 0) {
       if (!overwrite)
-        LH_FAIL(LH_ERR_VALUE, "Metrics for %s already exist, call reset_metrics() first or use "
-                "allow_overwrite=True", key);
+        LH_FAIL(LH_ERR_VALUE,
+                "Metrics for %s already exist, call reset_metrics() or use "
+                "allow_overwrite=True",
+                key);
       (*r)[k].m = *v;
       goto done;
     }
