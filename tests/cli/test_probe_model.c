@@ -334,7 +334,14 @@ Test(probe_model, pair_errors) {
            "--pair a,b_c --out %s/err4.h5",
            dir, dir, dir, dir);
   expect_error(2, args, "Probe a_b_c_fwd already exists");
-  /* the command line's own: a pair Probing cannot feed, malformed or misplaced --pair */
+  cr_expect_eq(out_files(), 0, "no output file after errors");
+}
+
+/* The command line's own errors about pairs: a pair Probing cannot feed, malformed or
+ * misplaced --pair (a test of its own: each launch is slow under ASan). */
+Test(probe_model, pair_usage_errors) {
+  char args[2048];
+  const char *base = "probe --model " MODEL " --inputs " INPUTS " --reduce last " BIL;
   snprintf(args, sizeof args,
            "%s --labels %s/lab.h5:/y --pair transformer.h.0,transformer.h.1 "
            "--pair nothing,transformer.h --out %s/err5.h5",
