@@ -14,10 +14,13 @@
  *   - key_pattern: the sorted unique keys of all pairs, each regex-escaped and suffixed with
  *     '$', joined by '|' ([("a.b","c")] -> "a\.b$|c$");
  *   - probe_factory(key, dir) is memoised per (key, dir): for each pair containing key, in the
- *     order of the pairs, it gets or creates the pair probe (h1, h2, dir); calling it again
- *     never fails;
- *   - create_pair_probe(h1, h2, dir) on an existing pair key without allow_overwrite ->
- *     "Probe {key} already exists ..."; with it, the probe is replaced (forget callback);
+ *     order of the pairs (a pair listed twice is fed twice), it gets the pair probe memoised
+ *     for the tuple (h1, h2, dir) or creates it; calling it again never fails;
+ *   - creating a pair probe whose key "{h1}_{h2}_{dir}" an estimator already has, without
+ *     allow_overwrite -> "Probe {key} already exists ...": create_pair_probe(h1, h2, dir) on
+ *     an existing tuple, or the factory meeting two pairs whose keys coincide (("a_b", "c")
+ *     and ("a", "b_c")); with allow_overwrite the estimator of the key is replaced (forget
+ *     callback);
  *   - step: a self pair (h1 == h2) runs at once with (data, data); otherwise the item is stored
  *     as h1 or h2 and the pair runs when both are there, with the labels and step type of the
  *     call that completed it; the step type is checked only when a pair runs ("step_type must
@@ -89,6 +92,10 @@ void lh_bpm_reset_metrics(lh_bpm *m);
 
 /* Number of pair probes (estimators), and the metrics records (NULL when absent). Pure. */
 int64_t lh_bpm_num_probes(const lh_bpm *m);
+/* Pair probe i in creation order: its key, and h1 (side 0), h2 (side 1) or the direction
+ * (side 2); NULL out of range. Pure. */
+const char *lh_bpm_probe_key(const lh_bpm *m, int64_t i);
+const char *lh_bpm_probe_pair(const lh_bpm *m, int64_t i, int side);
 const lh_probe_metrics *lh_bpm_fit_metrics(const lh_bpm *m, const char *pair_key);
 const lh_probe_metrics *lh_bpm_predict_metrics(const lh_bpm *m, const char *pair_key);
 int64_t lh_bpm_num_metrics(const lh_bpm *m, bool fit);

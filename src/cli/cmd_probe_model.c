@@ -11,6 +11,10 @@
  * (lh_probe_split), exactly as `latenthook probe --data` fits one matrix, so each probe
  * equals that command run on the activations `latenthook cache` writes. Memory per rank: the
  * local rows of every selected module's reduced activations (what --reduce leaves).
+ *
+ * With --estimator low-rank-bilinear --pair H1,H2 the manager is a BilinearProbeManager and
+ * the probes are pair probes "<h1>_<h2>_<direction>" (cmd_probe_pairs.c); the pass, labels and
+ * split are the same.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -19,7 +23,10 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cmd_probe_pairs.h"
 #include "core/check.h"
+#include "latenthook/bilinear.h"
+#include "latenthook/bilinear_manager.h"
 #include "latenthook/cache.h"
 #include "latenthook/comm.h"
 #include "latenthook/log.h"
@@ -33,6 +40,9 @@
 static const char HELP[] =
     "usage: mpiexec -n P latenthook probe --model PATH --inputs FILE.h5:/x --labels FILE.h5:/y\n"
     "                 --key-pattern REGEX --estimator linear|mean-difference --out OUT.h5\n"
+    "                 [options]\n"
+    "       mpiexec -n P latenthook probe --model PATH --inputs FILE.h5:/x --labels FILE.h5:/y\n"
+    "                 --estimator low-rank-bilinear --pair H1,H2 [--pair ...] --out OUT.h5\n"
     "                 [options]\n\n"
     "Probing (tdhook's Probing context with a ProbeManager) over the hooked forward pass: the\n"
     "model runs over every row of the inputs (rows split over the ranks), and for every module\n"
@@ -45,20 +55,33 @@ static const char HELP[] =
     "OUT.h5:/<key>/coef (C x D) and /<key>/intercept (C), prints one JSON document\n"
     "{\"fit_metrics\": {key: ...}, \"predict_metrics\": {key: ...}, ...} and a table on stderr.\n"
     "The result is the same on any number of ranks.\n\n"
+    "Pairs (tdhook's BilinearProbeManager): with --estimator low-rank-bilinear, each --pair\n"
+    "H1,H2 (module names as Probing sees them; H1 = H2 allowed) gets one LowRankBilinearEstimator\n"
+    "\"<H1>_<H2>_<direction>\" fitted on the two modules' activations, which equals `latenthook\n"
+    "probe --data F:/H1 --data2 F:/H2 --estimator low-rank-bilinear` on what `latenthook cache`\n"
+    "writes for them. The modules hooked are the manager's key_pattern (each member escaped,\n"
+    "anchored with '$', joined by '|'), or --key-pattern when given (Probing's own argument).\n"
+    "tdhook's errors: a pair whose other member never arrives (not hooked, a container, never\n"
+    "called) -> \"Bilinear probes still waiting on keys: [...]\"; two pairs with the same key\n"
+    "string -> \"Probe <key> already exists\"; a pair listed twice is fed twice (a self pair\n"
+    "then -> \"Metrics for <key> already exist\"). Writes OUT.h5:/<key>/U, /u, /V, /v, /b.\n\n"
     "Options (the estimator options are those of `latenthook probe --data`):\n"
     "  --model PATH            a model YAML file or a Hugging Face GPT-2 folder (required)\n"
     "  --inputs FILE.h5:/x     (N, F) float features or (N, T) token ids (required)\n"
     "  --labels FILE.h5:/y     one label per sample, (N,) or (N, 1) (required)\n"
-    "  --key-pattern REGEX     modules to probe (required)\n"
+    "  --key-pattern REGEX     modules to probe (required, except with --pair)\n"
+    "  --pair H1,H2            a pair of modules for --estimator low-rank-bilinear (repeat for\n"
+    "                          several pairs, at most 64)\n"
     "  --absolute              names as seen from tdhook's HookedModule (td_module.module.<name>)\n"
     "  --direction D           fwd (module output, default) or fwd_pre (module input); twice\n"
     "                          (or fwd,fwd_pre) for both\n"
     "  --reduce R              none (default: the whole activation, flattened), mean, last,\n"
     "                          position:I, flatten (see `latenthook cache --help`)\n"
     "  --forward-batch-size B  samples per forward on each rank (default 32)\n"
-    "  --estimator E           linear or mean-difference (required)\n"
+    "  --estimator E           linear, mean-difference or low-rank-bilinear (required)\n"
     "  --num-classes C, --solver S, --l2 L, --test-fraction F, --seed S, --epochs E,\n"
-    "  --batch-size B, --lr R, --max-iter M, --tol T, --no-normalize   as with --data\n"
+    "  --batch-size B, --lr R, --max-iter M, --tol T, --no-normalize, --no-bias, --rank 1\n"
+    "                          as with --data (--data2 for low-rank-bilinear)\n"
     "  --control-task          also fit, per key, a probe on control labels (Hewitt & Liang\n"
     "                          2019) and report selectivity = task - control test accuracy\n"
     "                          (R^2 for regression). Token inputs: the control label is a\n"
@@ -74,10 +97,35 @@ static const char HELP[] =
     "  --out OUT.h5            output file (required)\n" CLI_COMMON_HELP;
 
 enum {
-  OPT_MODEL = 1, OPT_INPUTS, OPT_LABELS, OPT_PATTERN, OPT_ABSOLUTE, OPT_DIRECTION, OPT_REDUCE,
-  OPT_FBATCH, OPT_ESTIMATOR, OPT_CLASSES, OPT_SOLVER, OPT_L2, OPT_TEST, OPT_SEED, OPT_EPOCHS,
-  OPT_BATCH, OPT_LR, OPT_MAXITER, OPT_TOL, OPT_NONORM, OPT_CONTROL, OPT_PNG, OPT_OUT
+  OPT_MODEL = 1,
+  OPT_INPUTS,
+  OPT_LABELS,
+  OPT_PATTERN,
+  OPT_ABSOLUTE,
+  OPT_DIRECTION,
+  OPT_REDUCE,
+  OPT_FBATCH,
+  OPT_ESTIMATOR,
+  OPT_CLASSES,
+  OPT_SOLVER,
+  OPT_L2,
+  OPT_TEST,
+  OPT_SEED,
+  OPT_EPOCHS,
+  OPT_BATCH,
+  OPT_LR,
+  OPT_MAXITER,
+  OPT_TOL,
+  OPT_NONORM,
+  OPT_CONTROL,
+  OPT_PNG,
+  OPT_OUT,
+  OPT_PAIR,
+  OPT_NOBIAS,
+  OPT_RANK
 };
+
+#define MAX_PAIRS 64
 
 typedef struct args {
   const char *model, *inputs, *labels, *estimator, *solver, *out, *png;
@@ -85,6 +133,11 @@ typedef struct args {
   bool dir_given, control, nonorm;
   long long classes, seed, epochs, batch, maxiter, fbatch;
   double l2, test, lr, tol;
+  const char *pairs[MAX_PAIRS][2]; /* low-rank-bilinear: into pairbuf */
+  char *pairbuf[MAX_PAIRS];
+  int64_t npairs;
+  bool nobias;
+  long long rank;
 } args;
 
 static lh_status add_dir(args *a, const char *s) {
@@ -118,6 +171,19 @@ static lh_status on_option(int code, const char *arg, void *user) {
     case OPT_PNG: a->png = arg; return LH_OK;
     case OPT_NONORM: a->nonorm = true; return LH_OK;
     case OPT_CONTROL: a->control = true; return LH_OK;
+    case OPT_NOBIAS:
+      a->nobias = true;
+      return LH_OK;
+    case OPT_RANK:
+      return cli_parse_int("--rank", arg, &a->rank);
+    case OPT_PAIR: {
+      if (a->npairs == MAX_PAIRS)
+        return LH_ERROR(LH_ERR_USAGE, "--pair: at most %d pairs", MAX_PAIRS);
+      const int64_t k = a->npairs;
+      lh_status st = probe_pairs_parse(arg, &a->pairbuf[k], &a->pairs[k][0], &a->pairs[k][1]);
+      if (st == LH_OK) a->npairs++;
+      return st;
+    }
     case OPT_REDUCE: return lh_reduce_parse(arg, &a->co.reduce);
     case OPT_DIRECTION: {
       char buf[64];
@@ -142,15 +208,60 @@ static lh_status on_option(int code, const char *arg, void *user) {
   return LH_ERROR(LH_ERR_INTERNAL, "unhandled option %d", code);
 }
 
-/* The estimator options, checked as `probe --data` checks them. */
-static lh_status estimator_opts(const args *a, lh_probe_opts *po) {
+/* The options of low-rank-bilinear pair probes, checked as `probe --data --data2` checks
+ * them. */
+static lh_status bilinear_opts(const args *a, lh_bilinear_opts *bo) {
   lh_status st = LH_OK;
-  if (!a->estimator) LH_FAIL(LH_ERR_USAGE, "--estimator linear|mean-difference is required");
+  if (a->npairs < 1)
+    LH_FAIL(LH_ERR_USAGE,
+            "--estimator low-rank-bilinear with --model needs --pair H1,H2 (the "
+            "two modules of each bilinear probe)");
+  if (a->rank != 1)
+    LH_FAIL(LH_ERR_USAGE,
+            "--rank: tdhook's LowRankBilinearEstimator is rank 1 per output "
+            "unit (SPEC 3.8); only --rank 1 is supported, got %lld",
+            a->rank);
+  if (a->solver && strcmp(a->solver, "adam") != 0)
+    LH_FAIL(LH_ERR_USAGE, "--estimator low-rank-bilinear trains with adam only, got --solver %s",
+            a->solver);
+  if (a->l2 != 0) LH_FAIL(LH_ERR_USAGE, "--l2 does not apply to --estimator low-rank-bilinear");
+  if (a->nonorm)
+    LH_FAIL(LH_ERR_USAGE, "--no-normalize applies to --estimator mean-difference only");
+  if (a->control || a->png)
+    LH_FAIL(LH_ERR_USAGE,
+            "--control-task and --png apply to the per-module probes (--estimator "
+            "linear or mean-difference), not to --pair");
+  if (a->classes != -1 && a->classes < 2)
+    LH_FAIL(LH_ERR_USAGE, "--num-classes must be >= 2, got %lld", a->classes);
+  bo->num_classes = a->classes == -1 ? 0 : a->classes;
+  bo->bias = !a->nobias;
+  bo->seed = (uint64_t)a->seed;
+  bo->epochs = a->epochs;
+  bo->batch_size = a->batch;
+  bo->lr = a->lr;
+done:
+  return st;
+}
+
+/* The estimator options, checked as `probe --data` checks them. */
+static lh_status estimator_opts(const args *a, lh_probe_opts *po, lh_bilinear_opts *bo) {
+  lh_status st = LH_OK;
+  if (!a->estimator)
+    LH_FAIL(LH_ERR_USAGE, "--estimator linear|mean-difference|low-rank-bilinear is required");
   const bool mdiff = strcmp(a->estimator, "mean-difference") == 0;
-  if (!mdiff && strcmp(a->estimator, "linear") != 0)
-    LH_FAIL(LH_ERR_USAGE, "--estimator must be linear or mean-difference with --model, got '%s'",
+  const bool bil = strcmp(a->estimator, "low-rank-bilinear") == 0;
+  if (!mdiff && !bil && strcmp(a->estimator, "linear") != 0)
+    LH_FAIL(LH_ERR_USAGE,
+            "--estimator must be linear, mean-difference or low-rank-bilinear "
+            "with --model, got '%s'",
             a->estimator);
-  if (mdiff) {
+  if (!bil && (a->npairs || a->nobias))
+    LH_FAIL(LH_ERR_USAGE, "--pair and --no-bias apply to --estimator low-rank-bilinear only");
+  if (!bil && a->rank != 1)
+    LH_FAIL(LH_ERR_USAGE, "--rank applies to --estimator low-rank-bilinear only");
+  if (bil) {
+    LH_TRY(bilinear_opts(a, bo));
+  } else if (mdiff) {
     if (a->classes != -1 && a->classes != 2)
       LH_FAIL(LH_ERR_USAGE, "--estimator mean-difference is binary: --num-classes must be 2 "
               "(or absent), got %lld", a->classes);
@@ -200,7 +311,7 @@ done:
   return st;
 }
 
-static json_t *metrics_json(const lh_probe_metrics *m) {
+json_t *probe_metrics_json(const lh_probe_metrics *m) {
   json_t *j = json_object();
   json_object_set_new(j, "n", json_integer(m->n));
   if (m->classification) {
@@ -260,7 +371,7 @@ static json_t *metrics_dict(const lh_probe_manager *mgr, bool predict) {
     const char *k = lh_probe_manager_key(mgr, i);
     const lh_probe_metrics *m =
         predict ? lh_probe_manager_predict_metrics(mgr, k) : lh_probe_manager_fit_metrics(mgr, k);
-    if (m) json_object_set_new(d, k, metrics_json(m));
+    if (m) json_object_set_new(d, k, probe_metrics_json(m));
   }
   return d;
 }
@@ -301,36 +412,50 @@ done:
 
 lh_status cmd_probe_model(MPI_Comm comm, int argc, char **argv, cli_common *cc) {
   lh_status st = LH_OK, local = LH_OK;
-  static const struct option opts[] = {
-      {"model", required_argument, NULL, OPT_MODEL},
-      {"inputs", required_argument, NULL, OPT_INPUTS},
-      {"labels", required_argument, NULL, OPT_LABELS},
-      {"key-pattern", required_argument, NULL, OPT_PATTERN},
-      {"absolute", no_argument, NULL, OPT_ABSOLUTE},
-      {"direction", required_argument, NULL, OPT_DIRECTION},
-      {"reduce", required_argument, NULL, OPT_REDUCE},
-      {"forward-batch-size", required_argument, NULL, OPT_FBATCH},
-      {"estimator", required_argument, NULL, OPT_ESTIMATOR},
-      {"num-classes", required_argument, NULL, OPT_CLASSES},
-      {"solver", required_argument, NULL, OPT_SOLVER},
-      {"l2", required_argument, NULL, OPT_L2},
-      {"test-fraction", required_argument, NULL, OPT_TEST},
-      {"seed", required_argument, NULL, OPT_SEED},
-      {"epochs", required_argument, NULL, OPT_EPOCHS},
-      {"batch-size", required_argument, NULL, OPT_BATCH},
-      {"lr", required_argument, NULL, OPT_LR},
-      {"max-iter", required_argument, NULL, OPT_MAXITER},
-      {"tol", required_argument, NULL, OPT_TOL},
-      {"no-normalize", no_argument, NULL, OPT_NONORM},
-      {"control-task", no_argument, NULL, OPT_CONTROL},
-      {"png", required_argument, NULL, OPT_PNG},
-      {"out", required_argument, NULL, OPT_OUT},
-      CLI_COMMON_OPTIONS,
-      {0, 0, 0, 0}};
+  static const struct option opts[] = {{"model", required_argument, NULL, OPT_MODEL},
+                                       {"inputs", required_argument, NULL, OPT_INPUTS},
+                                       {"labels", required_argument, NULL, OPT_LABELS},
+                                       {"key-pattern", required_argument, NULL, OPT_PATTERN},
+                                       {"absolute", no_argument, NULL, OPT_ABSOLUTE},
+                                       {"direction", required_argument, NULL, OPT_DIRECTION},
+                                       {"reduce", required_argument, NULL, OPT_REDUCE},
+                                       {"forward-batch-size", required_argument, NULL, OPT_FBATCH},
+                                       {"estimator", required_argument, NULL, OPT_ESTIMATOR},
+                                       {"num-classes", required_argument, NULL, OPT_CLASSES},
+                                       {"solver", required_argument, NULL, OPT_SOLVER},
+                                       {"l2", required_argument, NULL, OPT_L2},
+                                       {"test-fraction", required_argument, NULL, OPT_TEST},
+                                       {"seed", required_argument, NULL, OPT_SEED},
+                                       {"epochs", required_argument, NULL, OPT_EPOCHS},
+                                       {"batch-size", required_argument, NULL, OPT_BATCH},
+                                       {"lr", required_argument, NULL, OPT_LR},
+                                       {"max-iter", required_argument, NULL, OPT_MAXITER},
+                                       {"tol", required_argument, NULL, OPT_TOL},
+                                       {"no-normalize", no_argument, NULL, OPT_NONORM},
+                                       {"control-task", no_argument, NULL, OPT_CONTROL},
+                                       {"png", required_argument, NULL, OPT_PNG},
+                                       {"out", required_argument, NULL, OPT_OUT},
+                                       {"pair", required_argument, NULL, OPT_PAIR},
+                                       {"no-bias", no_argument, NULL, OPT_NOBIAS},
+                                       {"rank", required_argument, NULL, OPT_RANK},
+                                       CLI_COMMON_OPTIONS,
+                                       {0, 0, 0, 0}};
   lh_probe_opts po = lh_probe_defaults();
-  args a = {.co = lh_cache_defaults(), .classes = -1, .seed = 0, .epochs = po.epochs,
-            .batch = po.batch_size, .maxiter = po.max_iter, .fbatch = 32, .l2 = 0,
-            .test = 0.2, .lr = po.lr, .tol = po.tol};
+  args a = {.co = lh_cache_defaults(),
+            .classes = -1,
+            .seed = 0,
+            .epochs = po.epochs,
+            .batch = po.batch_size,
+            .maxiter = po.max_iter,
+            .fbatch = 32,
+            .l2 = 0,
+            .test = 0.2,
+            .lr = po.lr,
+            .tol = po.tol,
+            .rank = 1};
+  lh_bilinear_opts bo = lh_bilinear_defaults();
+  lh_bilinear_manager *bm = NULL;
+  const char *const(*pairs)[2] = (const char *const(*)[2])a.pairs;
   lh_model *m = NULL;
   lh_cache *c = NULL;
   lh_h5_out *o = NULL;
@@ -354,10 +479,14 @@ lh_status cmd_probe_model(MPI_Comm comm, int argc, char **argv, cli_common *cc) 
   if (!a.model) LH_FAIL(LH_ERR_USAGE, "--model PATH is required (a YAML file or a GPT-2 folder)");
   if (!a.inputs) LH_FAIL(LH_ERR_USAGE, "--inputs FILE.h5:/dataset is required with --model");
   if (!a.labels) LH_FAIL(LH_ERR_USAGE, "--labels FILE.h5:/y is required");
-  if (!a.co.key_pattern)
-    LH_FAIL(LH_ERR_USAGE, "--key-pattern REGEX is required with --model (the modules to probe)");
   if (!a.out) LH_FAIL(LH_ERR_USAGE, "--out OUT.h5 is required");
-  LH_TRY(estimator_opts(&a, &po));
+  LH_TRY(estimator_opts(&a, &po, &bo));
+  if (!a.co.key_pattern && !a.npairs)
+    LH_FAIL(LH_ERR_USAGE, "--key-pattern REGEX is required with --model (the modules to probe)");
+  if (a.npairs) { /* BilinearProbeManager(pairs, ...), Probing(manager.key_pattern, ...) */
+    LH_TRY(lh_bilinear_manager_create(a.npairs, pairs, &bo, false, &bm));
+    if (!a.co.key_pattern) a.co.key_pattern = lh_bilinear_manager_key_pattern(bm);
+  }
   if (rank == 0 && a.png) { /* the figure's folder must be writable before the pass */
     char dir[1024];
     snprintf(dir, sizeof dir, "%s", a.png);
@@ -377,6 +506,11 @@ lh_status cmd_probe_model(MPI_Comm comm, int argc, char **argv, cli_common *cc) 
             "classifier (--num-classes C or --estimator mean-difference)");
   LH_TRY(lh_agree(comm, lh_probing_select(m, a.co.key_pattern, a.co.relative, &names, &nnames,
                                           &exact)));
+  if (bm) { /* the pair members among the hooked modules; Probing's enter */
+    local = probe_pairs_select(a.npairs, pairs, a.co.key_pattern, names, &nnames, &exact);
+    if (local == LH_OK) local = probe_pairs_enter(bm, &a.co, names, nnames);
+    LH_TRY(lh_agree(comm, local));
+  }
   LH_TRY(lh_h5_open(comm, a.inputs, 0, &di));
   LH_TRY(lh_h5_open(comm, a.labels, 0, &dl));
   const lh_h5_info *ii = lh_h5_dset_info(di), *il = lh_h5_dset_info(dl);
@@ -448,7 +582,36 @@ lh_status cmd_probe_model(MPI_Comm comm, int argc, char **argv, cli_common *cc) 
             "samples out of N = %lld: each part needs at least one", a.test, a.seed,
             (long long)counts[0], (long long)counts[1], (long long)N);
 
+  char rbuf[32];
   t0 = MPI_Wtime();
+  if (bm) { /* the pair probes: fit, write, report */
+    LH_TRY(probe_pairs_run(bm, &co, names, nnames, c, y, train, a.test > 0 ? test : NULL, a.npairs,
+                           pairs));
+    const double t_pairs = MPI_Wtime() - t0;
+    LH_TRY(probe_pairs_write(o, bm));
+    LH_TRY(lh_h5_out_attr_string(o, "/", "estimator", a.estimator));
+    LH_TRY(lh_h5_out_attr_string(o, "/", "solver", "adam"));
+    LH_TRY(lh_h5_out_attr_string(o, "/", "key_pattern", a.co.key_pattern));
+    LH_TRY(lh_h5_out_commit(&o));
+    json_t *doc = json_object();
+    json_object_set_new(doc, "estimator", json_string(a.estimator));
+    json_object_set_new(doc, "task", json_string(bo.num_classes ? "classification" : "regression"));
+    json_object_set_new(doc, "solver", json_string("adam"));
+    if (bo.num_classes) json_object_set_new(doc, "num_classes", json_integer(bo.num_classes));
+    json_object_set_new(doc, "bias", json_boolean(bo.bias));
+    json_object_set_new(doc, "key_pattern", json_string(a.co.key_pattern));
+    json_object_set_new(doc, "reduce",
+                        json_string(lh_reduce_name(&a.co.reduce, rbuf, sizeof rbuf)));
+    json_object_set_new(doc, "n_samples", json_integer(N));
+    json_object_set_new(doc, "n_train", json_integer(counts[0]));
+    json_object_set_new(doc, "n_test", json_integer(counts[1]));
+    probe_pairs_report(bm, a.test > 0, doc);
+    json_object_set_new(doc, "seconds_forward", json_real(t_forward));
+    json_object_set_new(doc, "seconds_fit", json_real(t_pairs));
+    json_object_set_new(doc, "out", json_string(a.out));
+    cli_emit_json(comm, doc);
+    goto done;
+  }
   LH_TRY(lh_probe_manager_create(&po, false, &mgr));
   LH_TRY(run_manager(mgr, c, y, train, a.test > 0 ? test : NULL));
   if (a.control) {
@@ -473,7 +636,6 @@ lh_status cmd_probe_model(MPI_Comm comm, int argc, char **argv, cli_common *cc) 
   png_written = false; /* it goes with the file from now on */
 
   const bool cls = po.kind != LH_PROBE_REGRESSOR;
-  char rbuf[32];
   json_t *doc = json_object(), *keys = json_array(), *dims = json_object(), *fits = json_object();
   json_object_set_new(doc, "estimator", json_string(a.estimator));
   json_object_set_new(doc, "task", json_string(cls ? "classification" : "regression"));
@@ -551,6 +713,8 @@ done:
   lh_model_destroy(&m);
   lh_probe_manager_destroy(&mgr);
   lh_probe_manager_destroy(&ctl);
+  lh_bilinear_manager_destroy(&bm);
+  for (int64_t k = 0; k < a.npairs; k++) lh_free(a.pairbuf[k]);
   lh_probing_select_free(names, nnames, exact);
   lh_free(y);
   lh_free(yc);

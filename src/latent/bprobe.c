@@ -1,6 +1,13 @@
 /*
  * bprobe.c: BilinearProbe / BilinearProbeManager bookkeeping (SPEC 3.3-3.4; see bprobe.h).
  * Small tables searched linearly: a model has tens of hooked modules, not thousands.
+ *
+ * As in tdhook, the pair probes are memoised by the tuple (h1, h2, direction) while the
+ * estimators and metrics are keyed by the string "{h1}_{h2}_{direction}", so two different
+ * pairs whose strings coincide (("a_b", "c") and ("a", "b_c")) are two probes and the second
+ * one's creation raises "already exists". Dispatchers hold probe indices, which stay valid
+ * until reset_estimators (which drops the dispatchers too). The messages are those of tdhook's
+ * reference version (e2e3692).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +18,7 @@
 #include "latenthook/mem.h"
 
 typedef struct pair_probe {
-  char *h1, *h2, *key; /* key = "{h1}_{h2}_{dir}" */
+  char *h1, *h2, *dir, *key; /* key = "{h1}_{h2}_{dir}" */
   const void *d1, *d2; /* stored sides (borrowed) */
   bool has1, has2;
 } pair_probe;
@@ -19,7 +26,7 @@ typedef struct pair_probe {
 typedef struct dispatcher {
   char *key, *dir;
   int64_t n;
-  char **pair_keys; /* the pair probes it feeds, in pairs order */
+  int64_t *probes; /* indices of the pair probes it feeds, in pairs order (repeats kept) */
 } dispatcher;
 
 typedef struct record {
@@ -139,12 +146,12 @@ void lh_bpm_reset_estimators(lh_bpm *m) {
     if (m->cb.forget) m->cb.forget(m->probes[k].key, m->cb.user);
     free(m->probes[k].h1);
     free(m->probes[k].h2);
+    free(m->probes[k].dir);
     free(m->probes[k].key);
   }
   m->nprobes = 0;
   for (int64_t k = 0; k < m->ndisp; k++) {
-    for (int64_t j = 0; j < m->disp[k].n; j++) free(m->disp[k].pair_keys[j]);
-    free(m->disp[k].pair_keys);
+    free(m->disp[k].probes);
     free(m->disp[k].key);
     free(m->disp[k].dir);
   }
@@ -184,31 +191,54 @@ static pair_probe *find_probe(const lh_bpm *m, const char *key) {
   return NULL;
 }
 
-/* Creates (or, with replace, re-creates) the pair probe. */
+/* The probe memoised for the tuple (h1, h2, dir), or -1. */
+static int64_t find_pair(const lh_bpm *m, const char *h1, const char *h2, const char *dir) {
+  for (int64_t k = 0; k < m->nprobes; k++)
+    if (strcmp(m->probes[k].h1, h1) == 0 && strcmp(m->probes[k].h2, h2) == 0 &&
+        strcmp(m->probes[k].dir, dir) == 0)
+      return k;
+  return -1;
+}
+
+/* Gets (memo hit, unless replace) or creates the pair probe of (h1, h2, dir); *index gets it.
+ * Creating on a key that an estimator already has (the same tuple with replace, or another
+ * tuple with the same string) is tdhook's _create_pair_probe on an existing key: an error
+ * without allow_overwrite, else the estimator of the key is forgotten (replaced). */
 static lh_status make_probe(lh_bpm *m, const char *h1, const char *h2, const char *dir,
-                            bool replace) {
+                            bool replace, int64_t *index) {
   lh_status st = LH_OK;
   char *key = join3(h1, h2, dir);
   if (!key) LH_FAIL(LH_ERR_NOMEM, "no memory for a pair key");
-  pair_probe *p = find_probe(m, key);
-  if (p && !replace) goto done;
-  if (p && !m->allow_overwrite)
-    LH_FAIL(LH_ERR_VALUE, "Probe %s already exists, call reset_estimators() first or use "
-            "allow_overwrite=True", key);
-  if (p) { /* a fresh estimator and store */
+  const int64_t k = find_pair(m, h1, h2, dir);
+  if (k >= 0 && !replace) {
+    *index = k;
+    goto done;
+  }
+  if (k >= 0 || find_probe(m, key)) {
+    if (!m->allow_overwrite)
+      LH_FAIL(LH_ERR_VALUE,
+              "Probe %s already exists, call reset_estimators() to reset or use "
+              "allow_overwrite=True",
+              key);
     if (m->cb.forget) m->cb.forget(key, m->cb.user);
+  }
+  if (k >= 0) { /* a fresh estimator and store */
+    pair_probe *p = &m->probes[k];
     p->has1 = p->has2 = false;
     p->d1 = p->d2 = NULL;
+    *index = k;
     goto done;
   }
   LH_TRY(grow((void **)&m->probes, m->nprobes, &m->cprobes, sizeof *m->probes));
-  pair_probe q = {.h1 = dup_str(h1), .h2 = dup_str(h2), .key = key};
-  if (!q.h1 || !q.h2) {
+  pair_probe q = {.h1 = dup_str(h1), .h2 = dup_str(h2), .dir = dup_str(dir), .key = key};
+  if (!q.h1 || !q.h2 || !q.dir) {
     free(q.h1);
     free(q.h2);
+    free(q.dir);
     LH_FAIL(LH_ERR_NOMEM, "no memory for a pair probe");
   }
-  m->probes[m->nprobes++] = q;
+  m->probes[m->nprobes] = q;
+  *index = m->nprobes++;
   key = NULL;
 done:
   free(key);
@@ -217,7 +247,8 @@ done:
 
 lh_status lh_bpm_create_pair_probe(lh_bpm *m, const char *h1, const char *h2,
                                    const char *direction) {
-  return make_probe(m, h1, h2, direction, true);
+  int64_t k;
+  return make_probe(m, h1, h2, direction, true, &k);
 }
 
 lh_status lh_bpm_probe_factory(lh_bpm *m, const char *key, const char *direction, int64_t *id) {
@@ -229,24 +260,20 @@ lh_status lh_bpm_probe_factory(lh_bpm *m, const char *key, const char *direction
     }
   LH_TRY(grow((void **)&m->disp, m->ndisp, &m->cdisp, sizeof *m->disp));
   dispatcher d = {.key = dup_str(key), .dir = dup_str(direction)};
-  d.pair_keys = calloc((size_t)m->npairs, sizeof *d.pair_keys);
-  if (!d.key || !d.dir || !d.pair_keys) {
+  d.probes = calloc((size_t)m->npairs, sizeof *d.probes);
+  if (!d.key || !d.dir || !d.probes) {
     free(d.key);
     free(d.dir);
-    free(d.pair_keys);
+    free(d.probes);
     LH_FAIL(LH_ERR_NOMEM, "no memory for a probe dispatcher");
   }
   for (int64_t k = 0; k < m->npairs && st == LH_OK; k++) {
     if (strcmp(m->p1[k], key) != 0 && strcmp(m->p2[k], key) != 0) continue;
-    st = make_probe(m, m->p1[k], m->p2[k], direction, false);
-    if (st == LH_OK) {
-      d.pair_keys[d.n] = join3(m->p1[k], m->p2[k], direction);
-      if (!d.pair_keys[d.n++]) st = LH_ERROR(LH_ERR_NOMEM, "no memory for a pair key");
-    }
+    st = make_probe(m, m->p1[k], m->p2[k], direction, false, &d.probes[d.n]);
+    if (st == LH_OK) d.n++;
   }
   if (st != LH_OK) {
-    for (int64_t j = 0; j < d.n; j++) free(d.pair_keys[j]);
-    free(d.pair_keys);
+    free(d.probes);
     free(d.key);
     free(d.dir);
     goto done;
@@ -263,8 +290,10 @@ static lh_status store(record **r, int64_t *n, int64_t *cap, const char *key,
   for (int64_t k = 0; k < *n; k++)
     if (strcmp((*r)[k].key, key) == 0) {
       if (!overwrite)
-        LH_FAIL(LH_ERR_VALUE, "Metrics for %s already exist, call reset_metrics() first or use "
-                "allow_overwrite=True", key);
+        LH_FAIL(LH_ERR_VALUE,
+                "Metrics for %s already exist, call reset_metrics() or use "
+                "allow_overwrite=True",
+                key);
       (*r)[k].m = *v;
       goto done;
     }
@@ -299,8 +328,7 @@ lh_status lh_bpm_step(lh_bpm *m, int64_t id, const void *data, const void *label
   if (id < 0 || id >= m->ndisp) LH_FAIL(LH_ERR_VALUE, "no probe dispatcher %lld", (long long)id);
   const dispatcher *d = &m->disp[id];
   for (int64_t j = 0; j < d->n; j++) {
-    pair_probe *p = find_probe(m, d->pair_keys[j]);
-    if (!p) continue; /* reset since */
+    pair_probe *p = &m->probes[d->probes[j]];
     if (strcmp(p->h1, p->h2) == 0) {
       LH_TRY(run_pair(m, p, data, data, labels, step_type));
       continue;
@@ -365,6 +393,15 @@ done:
 }
 
 int64_t lh_bpm_num_probes(const lh_bpm *m) { return m->nprobes; }
+
+const char *lh_bpm_probe_key(const lh_bpm *m, int64_t i) {
+  return i >= 0 && i < m->nprobes ? m->probes[i].key : NULL;
+}
+
+const char *lh_bpm_probe_pair(const lh_bpm *m, int64_t i, int side) {
+  if (i < 0 || i >= m->nprobes) return NULL;
+  return side == 0 ? m->probes[i].h1 : side == 1 ? m->probes[i].h2 : m->probes[i].dir;
+}
 
 static const lh_probe_metrics *find_record(const record *r, int64_t n, const char *key) {
   for (int64_t k = 0; k < n; k++)

@@ -1,5 +1,6 @@
 /* spawn.c: see spawn.h. */
 #define _POSIX_C_SOURCE 200809L
+#include <ctype.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,4 +157,24 @@ void cli_strip_volatile(char *s) {
     line += len;
   }
   *w = '\0';
+}
+
+/* 1 when a and b are the same text up to numbers agreeing within tol * max(1, |x|, |y|). */
+int cli_same_numbers(const char *a, const char *b, double tol) {
+  while (*a && *b) {
+    int na = isdigit((unsigned char)a[0]) || (a[0] == '-' && isdigit((unsigned char)a[1]));
+    int nb = isdigit((unsigned char)b[0]) || (b[0] == '-' && isdigit((unsigned char)b[1]));
+    if (na && nb) {
+      char *ea, *eb;
+      double x = strtod(a, &ea), y = strtod(b, &eb);
+      double ax = x < 0 ? -x : x, ay = y < 0 ? -y : y, d = x > y ? x - y : y - x;
+      double scale = ax > ay ? ax : ay;
+      if (d > tol * (scale > 1.0 ? scale : 1.0)) return 0; /* no libm in the CLI tests */
+      a = ea;
+      b = eb;
+      continue;
+    }
+    if (*a++ != *b++) return 0;
+  }
+  return *a == *b;
 }

@@ -56,6 +56,10 @@ extern char cli_h5diff_report[2048];
  * those holding "seconds" or "out". */
 void cli_strip_volatile(char *s);
 
+/* 1 when a and b are the same text up to numbers agreeing within tol * max(1, |x|, |y|)
+ * (stdout of runs on different rank counts), else 0. */
+int cli_same_numbers(const char *a, const char *b, double tol);
+
 /* True when path starts with the PNG signature and an IHDR chunk; *w and *h get its size. */
 bool cli_png_size(const char *path, unsigned *w, unsigned *h);
 

@@ -5,7 +5,6 @@
  * stdout on every rank count (to 1e-10), the training accuracy equal to PyTorch's, and the
  * usage and data errors (one message, no output file). */
 #define _DEFAULT_SOURCE
-#include <ctype.h>
 #include <dirent.h>
 #include <math.h>
 #include <stdio.h>
@@ -69,26 +68,6 @@ static int h5diff(const char *opts, const char *a, const char *pa, const char *b
   return cli_h5diff(opts, fa, pa, fb, pb);
 }
 
-/* 1 when a and b are the same text up to numbers agreeing within tol * max(1, |x|, |y|). */
-static int same_numbers(const char *a, const char *b, double tol) {
-  while (*a && *b) {
-    int na = isdigit((unsigned char)a[0]) || (a[0] == '-' && isdigit((unsigned char)a[1]));
-    int nb = isdigit((unsigned char)b[0]) || (b[0] == '-' && isdigit((unsigned char)b[1]));
-    if (na && nb) {
-      char *ea, *eb;
-      double x = strtod(a, &ea), y = strtod(b, &eb);
-      double ax = x < 0 ? -x : x, ay = y < 0 ? -y : y, d = x > y ? x - y : y - x;
-      double scale = ax > ay ? ax : ay;
-      if (d > tol * (scale > 1.0 ? scale : 1.0)) return 0; /* no libm in the CLI tests */
-      a = ea;
-      b = eb;
-      continue;
-    }
-    if (*a++ != *b++) return 0;
-  }
-  return *a == *b;
-}
-
 static int file_count(void) {
   int n = 0;
   DIR *d = opendir(dir);
@@ -122,8 +101,8 @@ Test(probe_bilinear, matches_pytorch_on_1_to_3_ranks) {
     if (np == 1)
       snprintf(first, sizeof first, "%s", r.out);
     else
-      cr_expect(same_numbers(r.out, first, 1e-10), "stdout differs between 1 and %d ranks:\n%s\n%s",
-                np, first, r.out);
+      cr_expect(cli_same_numbers(r.out, first, 1e-10),
+                "stdout differs between 1 and %d ranks:\n%s\n%s", np, first, r.out);
     run_free(&r);
     snprintf(name, sizeof name, "out%d.h5", np);
     cr_expect_eq(h5diff("--delta=1e-6", name, "/U", "ref.h5", "/U"), 0, "U vs PyTorch, np %d", np);

@@ -156,3 +156,76 @@ Test(bprobe, memo_and_errors) {
   cr_expect_eq(lh_bpm_step(m, i1, &x, &x, "predict"), LH_OK);
   lh_bpm_destroy(&m);
 }
+
+/* tdhook memoises pair probes by the tuple (h1, h2, dir) but keys estimators by the string
+ * "{h1}_{h2}_{dir}": two pairs with the same string are two probes, and the second one's
+ * creation raises (or, with allow_overwrite, replaces the estimator of the key). */
+Test(bprobe, key_collisions) {
+  rec r = {0};
+  const char *const pairs[][2] = {{"a_b", "c"}, {"a", "b_c"}};
+  lh_bpm *m = make(2, pairs, false, &r);
+  int64_t i1, i2;
+  cr_assert_eq(lh_bpm_probe_factory(m, "a_b", "fwd", &i1), LH_OK);
+  cr_expect_eq(lh_bpm_num_probes(m), 1);
+  cr_expect_str_eq(lh_bpm_probe_key(m, 0), "a_b_c_fwd");
+  cr_expect_str_eq(lh_bpm_probe_pair(m, 0, 0), "a_b");
+  cr_expect_str_eq(lh_bpm_probe_pair(m, 0, 1), "c");
+  cr_expect_str_eq(lh_bpm_probe_pair(m, 0, 2), "fwd");
+  cr_expect_null(lh_bpm_probe_key(m, 1));
+  cr_expect_eq(lh_bpm_probe_factory(m, "a", "fwd", &i2), LH_ERR_VALUE);
+  cr_expect(strstr(lh_error_message(), "Probe a_b_c_fwd already exists"), "%s", lh_error_message());
+  lh_error_clear();
+  /* the memo of c is the first pair only: c completes a_b's probe, not a's */
+  cr_assert_eq(lh_bpm_probe_factory(m, "c", "fwd", &i2), LH_OK);
+  int x = 1, y = 2, lab = 0;
+  cr_assert_eq(lh_bpm_step(m, i1, &x, &lab, "fit"), LH_OK);
+  cr_assert_eq(lh_bpm_step(m, i2, &y, &lab, "fit"), LH_OK);
+  cr_expect(r.runs == 1 && r.h1 == &x && r.h2 == &y);
+  lh_bpm_destroy(&m);
+  /* allow_overwrite: both probes exist under one key, the second creation forgets the first
+   * estimator */
+  m = make(2, pairs, true, &r);
+  r.forgets = 0;
+  cr_assert_eq(lh_bpm_probe_factory(m, "a_b", "fwd", &i1), LH_OK);
+  cr_assert_eq(lh_bpm_probe_factory(m, "a", "fwd", &i2), LH_OK);
+  cr_expect_eq(lh_bpm_num_probes(m), 2);
+  cr_expect_eq(r.forgets, 1);
+  cr_expect_str_eq(lh_bpm_probe_key(m, 1), "a_b_c_fwd");
+  cr_expect_str_eq(lh_bpm_probe_pair(m, 1, 1), "b_c");
+  lh_bpm_destroy(&m);
+}
+
+/* A pair listed twice is fed twice, as tdhook's dispatcher holds the same probe twice: a self
+ * pair runs twice ("Metrics ... already exist"), a cross pair runs once and then waits. */
+Test(bprobe, repeated_pairs) {
+  rec r = {0};
+  const char *const self[][2] = {{"a", "a"}, {"a", "a"}};
+  lh_bpm *m = make(2, self, false, &r);
+  int64_t ia, ib;
+  int x = 1, y = 2, lab = 0;
+  cr_assert_eq(lh_bpm_probe_factory(m, "a", "fwd", &ia), LH_OK);
+  cr_expect_eq(lh_bpm_num_probes(m), 1);
+  cr_expect_eq(lh_bpm_step(m, ia, &x, &lab, "fit"), LH_ERR_VALUE);
+  cr_expect(strstr(lh_error_message(), "Metrics for a_a_fwd already exist"), "%s",
+            lh_error_message());
+  lh_error_clear();
+  cr_expect_eq(r.runs, 2);
+  lh_bpm_destroy(&m);
+  const char *const cross[][2] = {{"a", "b"}, {"a", "b"}};
+  r.runs = 0;
+  m = make(2, cross, false, &r);
+  cr_assert_eq(lh_bpm_probe_factory(m, "a", "fwd", &ia), LH_OK);
+  cr_assert_eq(lh_bpm_probe_factory(m, "b", "fwd", &ib), LH_OK);
+  lh_bpm_before_all(m);
+  cr_assert_eq(lh_bpm_step(m, ia, &x, &lab, "fit"), LH_OK);
+  cr_assert_eq(lh_bpm_step(m, ib, &y, &lab, "fit"), LH_OK);
+  cr_expect_eq(r.runs, 1);
+  cr_expect(lh_bpm_is_waiting(m, "a_b_fwd"));
+  cr_expect_eq(lh_bpm_after_all(m), LH_ERR_VALUE);
+  cr_expect(strstr(lh_error_message(),
+                   "Bilinear probes still waiting on keys: ['a', 'b']. "
+                   "Unresolved pairs: [('a', 'b')]"),
+            "%s", lh_error_message());
+  lh_error_clear();
+  lh_bpm_destroy(&m);
+}
