@@ -147,7 +147,9 @@ static void file_part(const char *spec, char *out, size_t cap) {
 
 /* A path of the job file, relative to the job file's folder unless absolute. */
 static void resolve(const run *r, const char *p, char *out, size_t cap) {
-  if (p[0] == '/' || strcmp(job_dir(r->jb), ".") == 0)
+  if (strncmp(p, "$OUT/", 5) == 0) /* an output of an earlier step of this run */
+    snprintf(out, cap, "%s/%s", r->dir, p + 5);
+  else if (p[0] == '/' || strcmp(job_dir(r->jb), ".") == 0)
     snprintf(out, cap, "%s", p);
   else
     snprintf(out, cap, "%s/%s", job_dir(r->jb), p);
@@ -842,7 +844,7 @@ done:
 
 /* A path value must name an existing file (or folder, for a model). Local (rank 0). */
 static lh_status check_path(const run *r, const char *key_path, const char *value) {
-  if (!value) return LH_OK;
+  if (!value || strncmp(value, "$OUT/", 5) == 0) return LH_OK; /* written by the run */
   char full[RUN_PATH], file[RUN_PATH], where[RUN_PATH + 64];
   resolve(r, value, full, sizeof full);
   file_part(full, file, sizeof file);
@@ -1036,9 +1038,10 @@ static lh_status run_all(run *r, bool plots) {
     if (an->information_imbalance) LH_TRY(step_matrix(r, "information_imbalance", plots));
   }
   for (unsigned i = 0; i < jf->patch_count; i++) LH_TRY(step_intervention(r, "patch", i, plots));
-  for (unsigned i = 0; i < jf->steer_count; i++) LH_TRY(step_intervention(r, "steer", i, plots));
+  /* activation addition before steering: a steer entry may add its vectors ($OUT/...) */
   for (unsigned i = 0; i < jf->addition_count; i++)
     LH_TRY(step_intervention(r, "activation_addition", i, plots));
+  for (unsigned i = 0; i < jf->steer_count; i++) LH_TRY(step_intervention(r, "steer", i, plots));
   for (unsigned i = 0; i < jf->probing_count; i++)
     LH_TRY(step_intervention(r, "probing", i, plots));
 done:

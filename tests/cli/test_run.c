@@ -372,6 +372,12 @@ Test(run, gpt2_example_job, .timeout = 900) {
   for (int i = 0; i < 2; i++)
     assert_close(num(json_object_get(json_array_get(eff, i), "normalised")), 1.0, 1e-6,
                  "normalised effect", "");
+  /* the steering vector from the activation-addition step of the same run ($OUT/...) */
+  json_t *st = json_object_get(json_object_get(res, "steer"), "corrupted_plus_a_minus_b");
+  char vec[256];
+  snprintf(vec, sizeof vec, "%s/results/activation_addition/a_minus_b.h5:/steer/transformer.h.0", dir);
+  cr_assert_str_eq(json_string_value(json_object_get(st, "vector")), vec);
+  cr_assert(json_object_get(json_object_get(res, "activation_addition"), "a_minus_b"));
   json_decref(s);
   cli_remove_dir(dir);
 }
