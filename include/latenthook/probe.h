@@ -64,9 +64,9 @@ typedef struct lh_probe_opts {
   lh_probe_solver solver; /* linear probes (default adam) */
   double l2;              /* penalty (default 0; see the solvers above for its scale) */
   /* adam (tdhook defaults) */
-  int64_t epochs;     /* 100 */
-  int64_t batch_size; /* 128 */
-  double lr;          /* 1e-3 */
+  int64_t epochs;                /* 100 */
+  int64_t batch_size;            /* 128 */
+  double lr;                     /* 1e-3 */
   double beta1, beta2, adam_eps; /* 0.9, 0.999, 1e-8 */
   /* lbfgs */
   int64_t max_iter; /* 1000 */
@@ -128,7 +128,7 @@ LH_NODISCARD lh_status lh_probe_predict_proba(const lh_probe *p, const lh_dmat *
 
 /* Quality of a probe on the rows selected by `use`. */
 typedef struct lh_probe_metrics {
-  int64_t n;          /* samples evaluated */
+  int64_t n; /* samples evaluated */
   bool classification;
   double accuracy;          /* fraction of exact predictions */
   double balanced_accuracy; /* mean recall over the classes present in y */
@@ -151,10 +151,9 @@ void lh_probe_split(uint64_t seed, double test_fraction, int64_t row0, int64_t n
 /* Low-rank bilinear forward (SPEC 3.8): out[i*C + c] = (U_c.h1_i + u_c) * (V_c.h2_i + v_c)
  * + b_c (b may be NULL: bias=False), for n samples h1 (n x d1), h2 (n x d2), U (C x d1),
  * V (C x d2). Pure. */
-void lh_probe_bilinear_forward(int64_t C, int64_t d1, int64_t d2, const double *U,
-                               const double *u, const double *V, const double *v,
-                               const double *b, int64_t n, const double *h1, const double *h2,
-                               double *out);
+void lh_probe_bilinear_forward(int64_t C, int64_t d1, int64_t d2, const double *U, const double *u,
+                               const double *V, const double *v, const double *b, int64_t n,
+                               const double *h1, const double *h2, double *out);
 
 #ifdef __cplusplus
 }

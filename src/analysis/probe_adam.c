@@ -61,8 +61,10 @@ lh_status lh_probe_fit_adam(const lh_dmat *X, const double *y, const bool *use,
     LH_FAIL(LH_ERR_VALUE, "batch_size must be >= 1, got %lld", (long long)o->batch_size);
   if (!(o->lr > 0) || !(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1) ||
       !(o->adam_eps >= 0))
-    LH_FAIL(LH_ERR_VALUE, "Adam needs lr > 0, 0 <= betas < 1, eps >= 0 (got lr %g, betas (%g, "
-            "%g), eps %g)", o->lr, o->beta1, o->beta2, o->adam_eps);
+    LH_FAIL(LH_ERR_VALUE,
+            "Adam needs lr > 0, 0 <= betas < 1, eps >= 0 (got lr %g, betas (%g, "
+            "%g), eps %g)",
+            o->lr, o->beta1, o->beta2, o->adam_eps);
   if (!(o->l2 >= 0) || !isfinite(o->l2)) LH_FAIL(LH_ERR_VALUE, "l2 must be >= 0, got %g", o->l2);
   LH_TRY(probe_check(X, y, use, kind, C, "LinearEstimator.fit", &count));
   if (count < 1) LH_FAIL(LH_ERR_VALUE, "LinearEstimator.fit: no sample to fit");

@@ -51,9 +51,9 @@ typedef struct probe_work {
   lh_xsum *acc; /* 1 + C*D + C exact sums of the block partials */
   /* the plan (probe_work_plan) */
   bool planned;
-  int64_t lead;    /* local rows [0, lead) belong to a block owned by an earlier rank */
-  int64_t nhalo;   /* rows of the next ranks that complete this rank's last block */
-  double *halo;    /* nhalo x (D + 2): row, label, selected (0/1) */
+  int64_t lead;  /* local rows [0, lead) belong to a block owned by an earlier rank */
+  int64_t nhalo; /* rows of the next ranks that complete this rank's last block */
+  double *halo;  /* nhalo x (D + 2): row, label, selected (0/1) */
 } probe_work;
 
 /* Rows per packed chunk (4096 x 768 float64 = 25 MB). */
@@ -75,16 +75,15 @@ void probe_chunk_loss_grad(lh_probe_kind kind, int64_t m, const double *theta, b
                            probe_work *w);
 
 /* The same for the local rows idx[0..m) of X (labels y by local row). Local. */
-void probe_rows_loss_grad(lh_probe_kind kind, const lh_dmat *X, const double *y,
-                          const int64_t *idx, int64_t m, const double *theta, bool grad,
-                          probe_work *w);
+void probe_rows_loss_grad(lh_probe_kind kind, const lh_dmat *X, const double *y, const int64_t *idx,
+                          int64_t m, const double *theta, bool grad, probe_work *w);
 
 /* The full-batch objective over the selected rows (count of them in total):
  * f = sum(loss)/count + (l2/2)|W|^2 and, when grad is not NULL, its gradient (C*D + C).
  * Needs probe_work_plan. Per block, probe_chunk_loss_grad; the block sums go to exact
  * accumulators, then one allreduce of them. Collective; the same bits on any rank count. */
-lh_status probe_objective(lh_probe_kind kind, const lh_dmat *X, const double *y,
-                          const bool *use, int64_t count, double l2, const double *theta,
-                          probe_work *w, double *f, double *grad);
+lh_status probe_objective(lh_probe_kind kind, const lh_dmat *X, const double *y, const bool *use,
+                          int64_t count, double l2, const double *theta, probe_work *w, double *f,
+                          double *grad);
 
 #endif

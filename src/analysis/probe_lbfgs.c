@@ -53,8 +53,7 @@ static lbfgsfloatval_t evaluate(void *user, const lbfgsfloatval_t *x, lbfgsfloat
 
 static int progress(void *user, const lbfgsfloatval_t *x, const lbfgsfloatval_t *g,
                     const lbfgsfloatval_t fx, const lbfgsfloatval_t xnorm,
-                    const lbfgsfloatval_t gnorm, const lbfgsfloatval_t step, int n, int k,
-                    int ls) {
+                    const lbfgsfloatval_t gnorm, const lbfgsfloatval_t step, int n, int k, int ls) {
   eval_ctx *e = user;
   e->iterations = k;
   e->rel_grad = gnorm / (xnorm > 1 ? xnorm : 1);
@@ -63,21 +62,36 @@ static int progress(void *user, const lbfgsfloatval_t *x, const lbfgsfloatval_t 
 
 static const char *lbfgs_message(int ret) {
   switch (ret) {
-    case LBFGS_SUCCESS: return "converged";
-    case LBFGS_STOP: return "stopped";
-    case LBFGS_ALREADY_MINIMIZED: return "already minimised at the start";
-    case LBFGSERR_ROUNDING_ERROR: return "line search stopped by rounding errors";
-    case LBFGSERR_MINIMUMSTEP: return "line search step below its minimum";
-    case LBFGSERR_MAXIMUMSTEP: return "line search step above its maximum";
-    case LBFGSERR_MAXIMUMLINESEARCH: return "line search reached its evaluation limit";
-    case LBFGSERR_MAXIMUMITERATION: return "maximum number of iterations reached";
-    case LBFGSERR_WIDTHTOOSMALL: return "line search interval too small";
-    case LBFGSERR_INCREASEGRADIENT: return "line search direction does not decrease";
-    case LBFGSERR_OUTOFINTERVAL: return "line search step out of its interval";
-    case LBFGSERR_INCORRECT_TMINMAX: return "line search interval inconsistent";
-    case LBFGSERR_INVALIDPARAMETERS: return "line search invalid parameters";
-    case LBFGSERR_OUTOFMEMORY: return "out of memory";
-    case LBFGSERR_CANCELED: return "cancelled";
+    case LBFGS_SUCCESS:
+      return "converged";
+    case LBFGS_STOP:
+      return "stopped";
+    case LBFGS_ALREADY_MINIMIZED:
+      return "already minimised at the start";
+    case LBFGSERR_ROUNDING_ERROR:
+      return "line search stopped by rounding errors";
+    case LBFGSERR_MINIMUMSTEP:
+      return "line search step below its minimum";
+    case LBFGSERR_MAXIMUMSTEP:
+      return "line search step above its maximum";
+    case LBFGSERR_MAXIMUMLINESEARCH:
+      return "line search reached its evaluation limit";
+    case LBFGSERR_MAXIMUMITERATION:
+      return "maximum number of iterations reached";
+    case LBFGSERR_WIDTHTOOSMALL:
+      return "line search interval too small";
+    case LBFGSERR_INCREASEGRADIENT:
+      return "line search direction does not decrease";
+    case LBFGSERR_OUTOFINTERVAL:
+      return "line search step out of its interval";
+    case LBFGSERR_INCORRECT_TMINMAX:
+      return "line search interval inconsistent";
+    case LBFGSERR_INVALIDPARAMETERS:
+      return "line search invalid parameters";
+    case LBFGSERR_OUTOFMEMORY:
+      return "out of memory";
+    case LBFGSERR_CANCELED:
+      return "cancelled";
   }
   return "libLBFGS error";
 }
@@ -100,7 +114,8 @@ lh_status lh_probe_fit_lbfgs(const lh_dmat *X, const double *y, const bool *use,
   if (kind == LH_PROBE_CLASSIFIER && C < 2)
     LH_FAIL(LH_ERR_VALUE, "num_classes must be >= 2, got %lld", (long long)C);
   if (!(o->l2 >= 0) || !isfinite(o->l2)) LH_FAIL(LH_ERR_VALUE, "l2 must be >= 0, got %g", o->l2);
-  if (o->max_iter < 1) LH_FAIL(LH_ERR_VALUE, "max_iter must be >= 1, got %lld", (long long)o->max_iter);
+  if (o->max_iter < 1)
+    LH_FAIL(LH_ERR_VALUE, "max_iter must be >= 1, got %lld", (long long)o->max_iter);
   if (!(o->tol > 0)) LH_FAIL(LH_ERR_VALUE, "tol must be > 0, got %g", o->tol);
   LH_TRY(probe_check(X, y, use, kind, C, "LinearEstimator.fit", &count));
   if (count < 1) LH_FAIL(LH_ERR_VALUE, "LinearEstimator.fit: no sample to fit");

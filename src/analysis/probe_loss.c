@@ -65,8 +65,8 @@ void probe_chunk_loss_grad(lh_probe_kind kind, int64_t m, const double *theta, b
   double *xc = w->xc, *s = w->s; /* xc (m x D), s (m x C) */
   if (m <= 0) return;
   /* S (m x C) = Xc W^T */
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)C, (int)D, 1.0, xc, (int)D,
-              W, (int)D, 0.0, s, (int)C);
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)C, (int)D, 1.0, xc, (int)D, W,
+              (int)D, 0.0, s, (int)C);
   double loss = 0;
   for (int64_t r = 0; r < m; r++) {
     double *sr = s + r * C;
@@ -90,8 +90,8 @@ void probe_chunk_loss_grad(lh_probe_kind kind, int64_t m, const double *theta, b
   w->part[0] += loss;
   if (!grad) return;
   /* gW (C x D) += R^T Xc; gb += column sums of R */
-  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)C, (int)D, (int)m, 1.0, s, (int)C,
-              xc, (int)D, 1.0, w->part + 1, (int)D);
+  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)C, (int)D, (int)m, 1.0, s, (int)C, xc,
+              (int)D, 1.0, w->part + 1, (int)D);
   double *gb = w->part + 1 + C * D;
   for (int64_t r = 0; r < m; r++)
     for (int64_t c = 0; c < C; c++) gb[c] += s[r * C + c];
@@ -108,9 +108,8 @@ static void pack_row(const lh_dmat *X, int64_t i, double *out) {
   }
 }
 
-void probe_rows_loss_grad(lh_probe_kind kind, const lh_dmat *X, const double *y,
-                          const int64_t *idx, int64_t m, const double *theta, bool grad,
-                          probe_work *w) {
+void probe_rows_loss_grad(lh_probe_kind kind, const lh_dmat *X, const double *y, const int64_t *idx,
+                          int64_t m, const double *theta, bool grad, probe_work *w) {
   for (int64_t r = 0; r < m; r++) {
     pack_row(X, idx[r], w->xc + r * w->D);
     w->yc[r] = y[idx[r]];
@@ -200,9 +199,9 @@ static void flush(probe_work *w, int64_t npart) {
   }
 }
 
-lh_status probe_objective(lh_probe_kind kind, const lh_dmat *X, const double *y,
-                          const bool *use, int64_t count, double l2, const double *theta,
-                          probe_work *w, double *f, double *grad) {
+lh_status probe_objective(lh_probe_kind kind, const lh_dmat *X, const double *y, const bool *use,
+                          int64_t count, double l2, const double *theta, probe_work *w, double *f,
+                          double *grad) {
   lh_status st = LH_OK;
   const int64_t n = lh_dmat_local_rows(X), C = w->C, D = w->D, B = w->chunk;
   const int64_t npart = grad ? 1 + C * D + C : 1, width = D + 2;

@@ -27,7 +27,9 @@ void lh_probe_split(uint64_t seed, double test_fraction, int64_t row0, int64_t n
 }
 
 /* log(1 + exp(t)) without overflow. */
-static double softplus(double t) { return t > 0 ? t + log1p(exp(-t)) : log1p(exp(t)); }
+static double softplus(double t) {
+  return t > 0 ? t + log1p(exp(-t)) : log1p(exp(t));
+}
 
 /* The prediction from the scores of one sample: class id (first maximum, as torch.argmax;
  * f > 0 for the mean difference) or the regression value. */
@@ -41,8 +43,8 @@ static double score_predict(lh_probe_kind kind, int64_t C, const double *si) {
 }
 
 static lh_status classification(lh_probe_kind kind, int64_t C, MPI_Comm comm, int64_t n,
-                                const double *s, const double *y, const bool *use,
-                                int64_t count, lh_probe_metrics *m) {
+                                const double *s, const double *y, const bool *use, int64_t count,
+                                lh_probe_metrics *m) {
   lh_status st = LH_OK;
   const int64_t K = kind == LH_PROBE_MEAN_DIFFERENCE ? 2 : C;
   int64_t *cnt = NULL; /* [true positives (K), true counts (K), predicted counts (K)] */
@@ -131,15 +133,15 @@ lh_status probe_score_metrics(lh_probe_kind kind, int64_t C, MPI_Comm comm, int6
   return classification(kind, C, comm, n, s, y, use, count, m);
 }
 
-lh_status lh_probe_evaluate(const lh_probe *p, const lh_dmat *X, const double *y,
-                            const bool *use, lh_probe_metrics *out) {
+lh_status lh_probe_evaluate(const lh_probe *p, const lh_dmat *X, const double *y, const bool *use,
+                            lh_probe_metrics *out) {
   lh_status st = LH_OK;
   lh_probe_metrics m = {0};
   int64_t count = 0;
   double *s = NULL; /* n x C scores */
   if (lh_dmat_cols(X) != p->D)
-    LH_FAIL(LH_ERR_VALUE, "evaluate: the probe has %lld features, the data %lld",
-            (long long)p->D, (long long)lh_dmat_cols(X));
+    LH_FAIL(LH_ERR_VALUE, "evaluate: the probe has %lld features, the data %lld", (long long)p->D,
+            (long long)lh_dmat_cols(X));
   const bool cls = p->kind != LH_PROBE_REGRESSOR;
   /* the mean difference is scored as a two-class classifier: labels must be 0 or 1 */
   LH_TRY(probe_check(X, y, use, cls ? LH_PROBE_CLASSIFIER : LH_PROBE_REGRESSOR,

@@ -71,8 +71,10 @@ lh_status probe_check(const lh_dmat *X, const double *y, const bool *use, lh_pro
     const double *x = probe_row(X, i, tmp);
     for (int64_t j = 0; j < D; j++)
       if (!isfinite(x[j])) {
-        local = LH_ERROR(LH_ERR_VALUE, "%s: non-finite value %g in the data at sample %lld, "
-                         "feature %lld", what, x[j], (long long)(row0 + i), (long long)j);
+        local = LH_ERROR(LH_ERR_VALUE,
+                         "%s: non-finite value %g in the data at sample %lld, "
+                         "feature %lld",
+                         what, x[j], (long long)(row0 + i), (long long)j);
         break;
       }
     if (local != LH_OK) break;
@@ -80,9 +82,10 @@ lh_status probe_check(const lh_dmat *X, const double *y, const bool *use, lh_pro
       local = LH_ERROR(LH_ERR_VALUE, "%s: non-finite label %g at sample %lld", what, y[i],
                        (long long)(row0 + i));
     else if (kind == LH_PROBE_CLASSIFIER && (y[i] != floor(y[i]) || y[i] < 0 || y[i] >= (double)C))
-      local = LH_ERROR(LH_ERR_VALUE, "%s: label %g at sample %lld is not a class id in [0, %lld) "
-                       "(num_classes = %lld)", what, y[i], (long long)(row0 + i),
-                       (long long)C, (long long)C);
+      local = LH_ERROR(LH_ERR_VALUE,
+                       "%s: label %g at sample %lld is not a class id in [0, %lld) "
+                       "(num_classes = %lld)",
+                       what, y[i], (long long)(row0 + i), (long long)C, (long long)C);
   }
   LH_TRY(lh_agree(comm, local));
   if (MPI_Allreduce(MPI_IN_PLACE, &mine, 1, MPI_INT64_T, MPI_SUM, comm) != MPI_SUCCESS)
@@ -93,16 +96,19 @@ done:
   return st;
 }
 
-lh_status lh_probe_fit(const lh_dmat *X, const double *y, const bool *use,
-                       const lh_probe_opts *o, lh_probe **out) {
+lh_status lh_probe_fit(const lh_dmat *X, const double *y, const bool *use, const lh_probe_opts *o,
+                       lh_probe **out) {
   if (o->kind == LH_PROBE_MEAN_DIFFERENCE)
     return lh_probe_fit_mean_difference(X, y, use, o->normalize, out);
   switch (o->solver) {
-    case LH_PROBE_ADAM: return lh_probe_fit_adam(X, y, use, o, out);
-    case LH_PROBE_LBFGS: return lh_probe_fit_lbfgs(X, y, use, o, out);
+    case LH_PROBE_ADAM:
+      return lh_probe_fit_adam(X, y, use, o, out);
+    case LH_PROBE_LBFGS:
+      return lh_probe_fit_lbfgs(X, y, use, o, out);
     case LH_PROBE_RIDGE:
       if (o->kind != LH_PROBE_REGRESSOR)
-        return LH_ERROR(LH_ERR_VALUE, "solver ridge fits regression only (a probe without "
+        return LH_ERROR(LH_ERR_VALUE,
+                        "solver ridge fits regression only (a probe without "
                         "num_classes); use lbfgs or adam for classification");
       return lh_probe_fit_ridge(X, y, use, o->l2, out);
   }

@@ -92,8 +92,10 @@ lh_status lh_probe_fit_ridge(const lh_dmat *X, const double *y, const bool *use,
       MPI_Bcast(sys + D * D, dd, MPI_DOUBLE, 0, comm) != MPI_SUCCESS)
     LH_FAIL(LH_ERR_MPI, "ridge: MPI_Bcast of the solution failed");
   if (info > 0)
-    LH_FAIL(LH_ERR_VALUE, "ridge: X^T X + N l2 I is singular or nearly so (l2 = %g; features "
-            "are collinear or constant): use l2 > 0", l2);
+    LH_FAIL(LH_ERR_VALUE,
+            "ridge: X^T X + N l2 I is singular or nearly so (l2 = %g; features "
+            "are collinear or constant): use l2 > 0",
+            l2);
   if (info < 0) LH_FAIL(LH_ERR_INTERNAL, "ridge: LAPACK Cholesky argument %d invalid", -info);
   double b = mean[D];
   for (int64_t j = 0; j < D; j++) {

@@ -10,8 +10,18 @@
 
 #include <mpi.h>
 
-enum { LH_DESC_DTYPE, LH_DESC_CTXT, LH_DESC_M, LH_DESC_N, LH_DESC_MB, LH_DESC_NB,
-       LH_DESC_RSRC, LH_DESC_CSRC, LH_DESC_LLD, LH_DESC_LEN };
+enum {
+  LH_DESC_DTYPE,
+  LH_DESC_CTXT,
+  LH_DESC_M,
+  LH_DESC_N,
+  LH_DESC_MB,
+  LH_DESC_NB,
+  LH_DESC_RSRC,
+  LH_DESC_CSRC,
+  LH_DESC_LLD,
+  LH_DESC_LEN
+};
 
 /* BLACS (C interface) */
 int Csys2blacs_handle(MPI_Comm comm);
@@ -21,8 +31,7 @@ void Cblacs_gridinfo(int ctxt, int *nprow, int *npcol, int *myrow, int *mycol);
 void Cblacs_gridexit(int ctxt);
 
 /* ScaLAPACK tools */
-int numroc_(const int *n, const int *nb, const int *iproc, const int *isrcproc,
-            const int *nprocs);
+int numroc_(const int *n, const int *nb, const int *iproc, const int *isrcproc, const int *nprocs);
 void descinit_(int *desc, const int *m, const int *n, const int *mb, const int *nb,
                const int *irsrc, const int *icsrc, const int *ictxt, const int *lld, int *info);
 
@@ -33,13 +42,12 @@ void pdgemr2d_(const int *m, const int *n, const double *a, const int *ia, const
 
 /* PBLAS */
 void pdgemm_(const char *transa, const char *transb, const int *m, const int *n, const int *k,
-             const double *alpha, const double *a, const int *ia, const int *ja,
-             const int *desca, const double *b, const int *ib, const int *jb, const int *descb,
-             const double *beta, double *c, const int *ic, const int *jc, const int *descc);
-void pdsyrk_(const char *uplo, const char *trans, const int *n, const int *k,
-             const double *alpha, const double *a, const int *ia, const int *ja,
-             const int *desca, const double *beta, double *c, const int *ic, const int *jc,
-             const int *descc);
+             const double *alpha, const double *a, const int *ia, const int *ja, const int *desca,
+             const double *b, const int *ib, const int *jb, const int *descb, const double *beta,
+             double *c, const int *ic, const int *jc, const int *descc);
+void pdsyrk_(const char *uplo, const char *trans, const int *n, const int *k, const double *alpha,
+             const double *a, const int *ia, const int *ja, const int *desca, const double *beta,
+             double *c, const int *ic, const int *jc, const int *descc);
 
 /* ScaLAPACK solvers */
 void pdpotrf_(const char *uplo, const int *n, double *a, const int *ia, const int *ja,

@@ -48,7 +48,8 @@ static data load(MPI_Comm comm, json_t *rows, json_t *labels) {
   d.y = malloc((size_t)(n + 1) * sizeof(double));
   for (int64_t i = 0; i < n; i++) {
     json_t *row = json_array_get(rows, (size_t)(r0 + i));
-    for (int64_t j = 0; j < d.D; j++) x[i * d.D + j] = json_number_value(json_array_get(row, (size_t)j));
+    for (int64_t j = 0; j < d.D; j++)
+      x[i * d.D + j] = json_number_value(json_array_get(row, (size_t)j));
     d.y[i] = json_number_value(json_array_get(labels, (size_t)(r0 + i)));
   }
   return d;
@@ -92,8 +93,8 @@ static void check_model(const char *what, const lh_probe *p, json_t *coef, json_
     db = fmax(db, fabs(p->intercept[k] - b[k]));
   }
   if (scale > 0) rb = fmin(rb, db / scale);
-  MT_CHECK(rc <= tol && rb <= tol, "%s: coef rel diff %.3g, intercept %.3g (tol %g)", what, rc,
-           rb, tol);
+  MT_CHECK(rc <= tol && rb <= tol, "%s: coef rel diff %.3g, intercept %.3g (tol %g)", what, rc, rb,
+           tol);
 }
 
 /* Fits on the world communicator and, on rank 0, on MPI_COMM_SELF with the whole data: the two
@@ -113,7 +114,8 @@ static lh_probe *fit_both(const char *what, json_t *ref, const lh_probe_opts *o,
     }
     MT_OK(lh_probe_fit(s.X, s.y, use, o, &q));
     if (q) {
-      double rc = maxrel(p->coef, q->coef, p->C * p->D), rb = maxrel(p->intercept, q->intercept, p->C);
+      double rc = maxrel(p->coef, q->coef, p->C * p->D),
+             rb = maxrel(p->intercept, q->intercept, p->C);
       if (tol == 0)
         MT_CHECK(memcmp(p->coef, q->coef, (size_t)(p->C * p->D) * 8) == 0 &&
                      memcmp(p->intercept, q->intercept, (size_t)p->C * 8) == 0 &&
@@ -164,7 +166,8 @@ static void tv12(void) {
     for (int64_t i = 0; i < n; i++) {
       const int64_t g = r0 + i;
       const double wd = normalize ? nrm_dec[g] : raw_dec[g], wp = normalize ? nrm_p1[g] : raw_p1[g];
-      MT_CHECK(fabs(dec[i] - wd) < 1e-9, "TV-12 decision[%lld] %.10f want %.10f", (long long)g, dec[i], wd);
+      MT_CHECK(fabs(dec[i] - wd) < 1e-9, "TV-12 decision[%lld] %.10f want %.10f", (long long)g,
+               dec[i], wd);
       MT_CHECK(pred[i] == (g >= 2), "TV-12 predict[%lld] = %g", (long long)g, pred[i]);
       MT_CHECK(fabs(proba[2 * i + 1] - wp) < (normalize ? 1e-10 : 1e-8) &&
                    fabs(proba[2 * i] + proba[2 * i + 1] - 1) < 1e-15,
@@ -181,10 +184,13 @@ static void tv12(void) {
   }
   lh_probe *p = NULL;
   MT_OK(lh_probe_fit_mean_difference(M, y, NULL, true, &p));
-  if (p) MT_CHECK(p->coef[0] == 1 && p->coef[1] == 0 && p->intercept[0] == 0, "repository case normalized");
+  if (p)
+    MT_CHECK(p->coef[0] == 1 && p->coef[1] == 0 && p->intercept[0] == 0,
+             "repository case normalized");
   lh_probe_destroy(&p);
   MT_OK(lh_probe_fit_mean_difference(M, y, NULL, false, &p));
-  if (p) MT_CHECK(p->coef[0] == 3 && p->coef[1] == 0 && p->intercept[0] == 0, "repository case raw");
+  if (p)
+    MT_CHECK(p->coef[0] == 3 && p->coef[1] == 0 && p->intercept[0] == 0, "repository case raw");
   lh_probe_destroy(&p);
   for (int64_t i = 0; i < n; i++) {
     x[2 * i] = 1;
@@ -192,15 +198,18 @@ static void tv12(void) {
   }
   MT_OK(lh_probe_fit_mean_difference(M, y, NULL, true, &p));
   if (p) {
-    MT_CHECK(p->coef[0] == 0 && p->coef[1] == 0 && p->intercept[0] == 0, "identical classes: zero direction");
+    MT_CHECK(p->coef[0] == 0 && p->coef[1] == 0 && p->intercept[0] == 0,
+             "identical classes: zero direction");
     MT_OK(lh_probe_predict_proba(p, M, proba));
-    for (int64_t i = 0; i < n; i++) MT_CHECK(proba[2 * i + 1] == 0.5, "identical classes: proba 0.5");
+    for (int64_t i = 0; i < n; i++)
+      MT_CHECK(proba[2 * i + 1] == 0.5, "identical classes: proba 0.5");
   }
   lh_probe_destroy(&p);
   for (int64_t i = 0; i < n; i++) y[i] = 1;
   MT_STATUS(lh_probe_fit_mean_difference(M, y, NULL, true, &p), LH_ERR_VALUE);
-  MT_CHECK(!lh_error_is_reporter() || strstr(lh_error_message(), "Both classes must be present in y"),
-           "all-ones message: %s", lh_error_message());
+  MT_CHECK(
+      !lh_error_is_reporter() || strstr(lh_error_message(), "Both classes must be present in y"),
+      "all-ones message: %s", lh_error_message());
   lh_error_clear();
   lh_dmat_destroy(&M);
 }
@@ -222,11 +231,15 @@ static void goldens(json_t *doc) {
   o.kind = LH_PROBE_MEAN_DIFFERENCE;
   o.normalize = true;
   lh_probe *p = fit_both("mdiff", md, &o, NULL, 0);
-  if (p) check_model("mdiff normalized", p, json_object_get(md, "coef"), json_object_get(md, "intercept"), 1e-13);
+  if (p)
+    check_model("mdiff normalized", p, json_object_get(md, "coef"),
+                json_object_get(md, "intercept"), 1e-13);
   lh_probe_destroy(&p);
   o.normalize = false;
   p = fit_both("mdiff raw", md, &o, NULL, 0);
-  if (p) check_model("mdiff raw", p, json_object_get(md, "coef_raw"), json_object_get(md, "intercept_raw"), 1e-13);
+  if (p)
+    check_model("mdiff raw", p, json_object_get(md, "coef_raw"),
+                json_object_get(md, "intercept_raw"), 1e-13);
   lh_probe_destroy(&p);
 
   /* lbfgs multinomial logistic regression vs scikit-learn */
@@ -241,7 +254,8 @@ static void goldens(json_t *doc) {
     p = fit_both(lr[k], ref, &o, NULL, 0);
     if (p) {
       check_model(lr[k], p, json_object_get(ref, "coef"), json_object_get(ref, "intercept"), 1e-3);
-      check_model(lr[k], p, json_object_get(ref, "coef_opt"), json_object_get(ref, "intercept_opt"), 1e-7);
+      check_model(lr[k], p, json_object_get(ref, "coef_opt"), json_object_get(ref, "intercept_opt"),
+                  1e-7);
       MT_CHECK(p->iterations > 3 && p->iterations < 1000, "%s: %lld iterations (%s)", lr[k],
                (long long)p->iterations, p->solver_message);
     }
@@ -262,7 +276,8 @@ static void goldens(json_t *doc) {
     const double got[4] = {m.accuracy, m.balanced_accuracy, m.macro_f1, m.cross_entropy};
     for (int k = 0; k < 4; k++) {
       double want = json_number_value(json_object_get(r, names[k]));
-      MT_CHECK(fabs(got[k] - want) <= 1e-12 * fabs(want), "metric %s: %.17g want %.17g", names[k], got[k], want);
+      MT_CHECK(fabs(got[k] - want) <= 1e-12 * fabs(want), "metric %s: %.17g want %.17g", names[k],
+               got[k], want);
     }
     MT_CHECK(m.n == 90 && m.classification, "metrics n %lld", (long long)m.n);
   }
@@ -283,14 +298,16 @@ static void goldens(json_t *doc) {
   bool *none = calloc((size_t)lh_dmat_local_rows(w.X) + 1, 1);
   bad.solver = LH_PROBE_ADAM;
   MT_STATUS(lh_probe_fit(w.X, w.y, none, &bad, &p), LH_ERR_VALUE);
-  MT_CHECK(!lh_error_is_reporter() || strstr(lh_error_message(), "no sample"), "empty: %s", lh_error_message());
+  MT_CHECK(!lh_error_is_reporter() || strstr(lh_error_message(), "no sample"), "empty: %s",
+           lh_error_message());
   lh_error_clear();
   free(none);
   int P;
   MPI_Comm_size(MPI_COMM_WORLD, &P);
   if (mt_rank() == P - 1 && lh_dmat_local_rows(w.X) > 0) ((double *)lh_dmat_local(w.X))[1] = NAN;
   MT_STATUS(lh_probe_fit(w.X, w.y, NULL, &bad, &p), LH_ERR_VALUE);
-  MT_CHECK(!lh_error_is_reporter() || strstr(lh_error_message(), "non-finite value"), "NaN: %s", lh_error_message());
+  MT_CHECK(!lh_error_is_reporter() || strstr(lh_error_message(), "non-finite value"), "NaN: %s",
+           lh_error_message());
   lh_error_clear();
   unload(&w);
 
@@ -301,7 +318,8 @@ static void goldens(json_t *doc) {
   o.solver = LH_PROBE_RIDGE;
   o.l2 = 0.1;
   p = fit_both("ridge", rr, &o, NULL, 1e-12);
-  if (p) check_model("ridge", p, json_object_get(rr, "coef"), json_object_get(rr, "intercept"), 1e-10);
+  if (p)
+    check_model("ridge", p, json_object_get(rr, "coef"), json_object_get(rr, "intercept"), 1e-10);
   w = load(MPI_COMM_WORLD, json_object_get(rr, "X"), json_object_get(rr, "y"));
   if (p) {
     flat(json_object_get(rr, "coef"), p->coef);
@@ -309,8 +327,8 @@ static void goldens(json_t *doc) {
     MT_OK(lh_probe_evaluate(p, w.X, w.y, NULL, &m));
     double wm = json_number_value(json_object_get(json_object_get(rr, "metrics"), "mse"));
     double wr = json_number_value(json_object_get(json_object_get(rr, "metrics"), "r2"));
-    MT_CHECK(fabs(m.mse - wm) <= 1e-12 * wm && fabs(m.r2 - wr) <= 1e-12, "mse %.17g/%.17g r2 %.17g/%.17g",
-             m.mse, wm, m.r2, wr);
+    MT_CHECK(fabs(m.mse - wm) <= 1e-12 * wm && fabs(m.r2 - wr) <= 1e-12,
+             "mse %.17g/%.17g r2 %.17g/%.17g", m.mse, wm, m.r2, wr);
     double pr[2];
     MT_STATUS(lh_probe_predict_proba(p, w.X, pr), LH_ERR_VALUE);
     lh_error_clear();
@@ -319,8 +337,9 @@ static void goldens(json_t *doc) {
   o.solver = LH_PROBE_LBFGS;
   o.l2 = 0.2;
   p = fit_both("lbfgs regression", rr, &o, NULL, 0);
-  if (p) check_model("lbfgs regression = ridge(l2/2)", p, json_object_get(rr, "coef"),
-                     json_object_get(rr, "intercept"), 1e-7);
+  if (p)
+    check_model("lbfgs regression = ridge(l2/2)", p, json_object_get(rr, "coef"),
+                json_object_get(rr, "intercept"), 1e-7);
   lh_probe_destroy(&p);
   /* singular ridge: a duplicated feature with l2 = 0 */
   {
@@ -329,7 +348,8 @@ static void goldens(json_t *doc) {
     o.solver = LH_PROBE_RIDGE;
     o.l2 = 0;
     MT_STATUS(lh_probe_fit(w.X, w.y, NULL, &o, &p), LH_ERR_VALUE);
-    MT_CHECK(!lh_error_is_reporter() || strstr(lh_error_message(), "singular"), "singular: %s", lh_error_message());
+    MT_CHECK(!lh_error_is_reporter() || strstr(lh_error_message(), "singular"), "singular: %s",
+             lh_error_message());
     lh_error_clear();
   }
   unload(&w);
@@ -350,14 +370,16 @@ static void goldens(json_t *doc) {
     o.lr = json_number_value(json_object_get(a, "lr"));
     o.l2 = k == 1 ? json_number_value(json_object_get(a, "l2")) : 0;
     p = fit_both(kinds[k], ref, &o, NULL, REL);
-    if (p) check_model(kinds[k], p, json_object_get(a, "coef"), json_object_get(a, "intercept"), 1e-12);
+    if (p)
+      check_model(kinds[k], p, json_object_get(a, "coef"), json_object_get(a, "intercept"), 1e-12);
     lh_probe_destroy(&p);
     /* tdhook's 100 epochs (lr 1e-3) in batches of 16: rounding differences between rank counts
      * must not grow beyond the 1e-10 rule over 600 Adam steps */
     o.epochs = 100;
     o.batch_size = 16;
     o.lr = 1e-3;
-    p = fit_both(k == 0 ? "adam 100 epochs classifier" : "adam 100 epochs regressor", ref, &o, NULL, REL);
+    p = fit_both(k == 0 ? "adam 100 epochs classifier" : "adam 100 epochs regressor", ref, &o, NULL,
+                 REL);
     lh_probe_destroy(&p);
   }
 
@@ -387,7 +409,9 @@ static void goldens(json_t *doc) {
     MT_CHECK(mt.n == nt && mf.n == 90 - nt && mt.accuracy > 0.7 && mf.accuracy > 0.8,
              "split metrics: test %lld acc %g, train %lld acc %g", (long long)mt.n, mt.accuracy,
              (long long)mf.n, mf.accuracy);
-    if (mt_rank() == 0) printf("split: test n=%lld accuracy %.6f ce %.17g\n", (long long)mt.n, mt.accuracy, mt.cross_entropy);
+    if (mt_rank() == 0)
+      printf("split: test n=%lld accuracy %.6f ce %.17g\n", (long long)mt.n, mt.accuracy,
+             mt.cross_entropy);
   }
   lh_probe_destroy(&p);
   free(test);
