@@ -19,7 +19,8 @@
  *       lbfgs  full-batch L-BFGS (libLBFGS, More-Thuente line search) on
  *              mean loss + (l2/2) |W|_F^2 (intercepts not penalised), started at zero;
  *       ridge  regression only, closed form minimising (1/N)|Xw + b - y|^2 + l2 |w|^2
- *              (centred normal equations, one allreduce, LAPACK Cholesky);
+ *              (centred normal equations: replicated and LAPACK Cholesky below
+ *              ridge_scalapack_min_d features, block-cyclic and ScaLAPACK pdposv from there);
  *   - low-rank bilinear forward (SPEC 3.8), y = (U h1 + u) * (V h2 + v) + b.
  *
  * Reproducibility: class sums, counts and metric sums are accumulated exactly (xsum.h), so
@@ -27,8 +28,9 @@
  * objective is computed by fixed blocks of 4096 global rows, each by one rank with two DGEMMs
  * in float64, and the block results are summed exactly: lbfgs fits are bit-identical on any
  * number of ranks too. adam sums each mini-batch's members per rank with BLAS and one float64
- * allreduce, and the ridge Gram matrix is a dsyrk per rank summed the same way: these agree
- * across rank counts to rounding (1e-10 relative), not bit for bit.
+ * allreduce, and the ridge Gram matrix is a dsyrk per rank summed the same way (or a pdsyrk of
+ * block-cyclic panels): these agree across rank counts to rounding (1e-10 relative), not bit
+ * for bit.
  * Fitted models are small (C x D) and replicated on every rank.
  *
  * Errors (LH_ERR_VALUE unless said): non-finite data or labels (naming the global sample and
@@ -71,6 +73,9 @@ typedef struct lh_probe_opts {
   /* lbfgs */
   int64_t max_iter; /* 1000 */
   double tol;       /* stop when |grad| <= tol * max(1, |params|) (default 1e-10) */
+  /* ridge: from this many features on, the normal equations are distributed block-cyclic
+   * and solved by ScaLAPACK instead of replicated on every rank (2048; 0 = always) */
+  int64_t ridge_scalapack_min_d;
   /* initialisation (adam) and shuffling */
   uint64_t seed; /* 0 */
 } lh_probe_opts;
@@ -112,7 +117,7 @@ LH_NODISCARD lh_status lh_probe_fit_lbfgs(const lh_dmat *X, const double *y, con
 LH_NODISCARD lh_status lh_probe_fit_adam(const lh_dmat *X, const double *y, const bool *use,
                                          const lh_probe_opts *opts, lh_probe **out);
 LH_NODISCARD lh_status lh_probe_fit_ridge(const lh_dmat *X, const double *y, const bool *use,
-                                          double l2, lh_probe **out);
+                                          const lh_probe_opts *opts, lh_probe **out);
 
 /* Scores of the local rows: out (n x C) = X W^T + b. Local. */
 void lh_probe_decision(const lh_probe *p, const lh_dmat *X, double *out);

@@ -26,6 +26,7 @@ lh_probe_opts lh_probe_defaults(void) {
                      .adam_eps = 1e-8,
                      .max_iter = 1000,
                      .tol = 1e-10,
+                     .ridge_scalapack_min_d = 2048,
                      .seed = 0};
   return o;
 }
@@ -106,11 +107,7 @@ lh_status lh_probe_fit(const lh_dmat *X, const double *y, const bool *use, const
     case LH_PROBE_LBFGS:
       return lh_probe_fit_lbfgs(X, y, use, o, out);
     case LH_PROBE_RIDGE:
-      if (o->kind != LH_PROBE_REGRESSOR)
-        return LH_ERROR(LH_ERR_VALUE,
-                        "solver ridge fits regression only (a probe without "
-                        "num_classes); use lbfgs or adam for classification");
-      return lh_probe_fit_ridge(X, y, use, o->l2, out);
+      return lh_probe_fit_ridge(X, y, use, o, out);
   }
   return LH_ERROR(LH_ERR_VALUE, "unknown probe solver %d", (int)o->solver);
 }

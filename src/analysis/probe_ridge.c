@@ -3,12 +3,26 @@
  *
  * Minimises (1/N)|X w + b - y|^2 + l2 |w|^2 (scikit-learn's Ridge(alpha = l2 N)): with the
  * exact column means xbar, ybar (xsum.h), w solves (Xc^T Xc + N l2 I) w = Xc^T yc on the
- * centred data and b = ybar - xbar.w. Each rank forms its part of Xc^T Xc (BLAS dsyrk) and
- * Xc^T yc; one float64 allreduce sums them, and rank 0 solves by Cholesky (LAPACK dpotrf,
- * refusing pivots below 1e-12 of their diagonal, then dpotrs) and
- * broadcasts, so every rank holds the same bits. The D x D system is replicated: for very
- * large D a block-cyclic ScaLAPACK pdposv would be the next step (not done).
+ * centred data and b = ybar - xbar.w. Two ways to form and solve the D x D system, chosen by
+ * D alone (the same choice on every rank):
+ *
+ *   replicated (D < opts.ridge_scalapack_min_d): each rank forms its part of Xc^T Xc (BLAS
+ *     dsyrk) and Xc^T yc; one float64 allreduce sums them, rank 0 solves by Cholesky (LAPACK
+ *     dpotrf, then dpotrs) and broadcasts. Every rank holds the D x D system.
+ *   distributed (D >= opts.ridge_scalapack_min_d, default 2048): the augmented Gram matrix
+ *     [Xc | yc]^T [Xc | yc] ((D+1) x (D+1); its last column is Xc^T yc) lives block-cyclic on
+ *     a BLACS grid (bcmat.h) and ScaLAPACK solves it (pdposv). The centred rows go through in
+ *     panels: every rank puts up to r of its selected rows (zero rows when it has no more) into
+ *     an lh_dmat of P r rows, which is converted to block-cyclic and added with one pdsyrk.
+ *     The Gram is a sum over rows, so which rank holds which row does not matter; memory is
+ *     O(r D) for a panel plus (D+1)^2 / P for the system, never D^2 on one rank.
+ *
+ * Both refuse Cholesky pivots that lost all but ~1e-12 of their diagonal (exactly collinear
+ * features rarely give an exact zero pivot in floating point). The solution is the same bits
+ * on every rank; it agrees across rank counts and between the two ways to rounding (1e-12
+ * relative in tests/mpi/mpi_probe.c), not bit for bit.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,47 +32,40 @@
 
 #include "analysis/probe_internal.h"
 #include "core/check.h"
+#include "latenthook/bcmat.h"
 #include "latenthook/comm.h"
 #include "latenthook/mem.h"
+#include "linalg/scalapack.h"
 
-lh_status lh_probe_fit_ridge(const lh_dmat *X, const double *y, const bool *use, double l2,
-                             lh_probe **out) {
+/* A Cholesky pivot u_jj of a diagonal a_jj is accepted when u_jj^2 > PIVOT_FLOOR a_jj. */
+#define PIVOT_FLOOR 1e-12
+
+/* Values per rank in one panel of centred rows (distributed path): 2^21 doubles = 16 MiB. */
+#define PANEL_VALUES (INT64_C(1) << 21)
+
+int64_t probe_ridge_panel_rows = 0;
+
+/* The replicated system: w (D) on every rank, or *info > 0 (the failing pivot, 1-based). */
+static lh_status solve_replicated(const lh_dmat *X, const double *y, const bool *use,
+                                  const double *mean, int64_t count, double l2, double *w,
+                                  int *info_out) {
   lh_status st = LH_OK, local = LH_OK;
   MPI_Comm comm = lh_dmat_comm(X);
   const int64_t n = lh_dmat_local_rows(X), D = lh_dmat_cols(X);
-  lh_xsum *acc = NULL; /* column sums of X (D), then sum of y */
-  double *mean = NULL, *xc = NULL, *sys = NULL, *tmp = NULL, *adiag = NULL;
-  lh_probe *p = NULL;
-  int64_t count = 0, m = 0;
-  int rank, cnt, dd, nsys, info = 0;
+  double *xc = NULL, *sys = NULL, *tmp = NULL, *adiag = NULL;
+  int64_t m = 0;
+  int rank, dd, nsys, info = 0;
   MPI_Comm_rank(comm, &rank);
-  if (!(l2 >= 0) || !isfinite(l2)) LH_FAIL(LH_ERR_VALUE, "l2 must be >= 0, got %g", l2);
-  LH_TRY(probe_check(X, y, use, LH_PROBE_REGRESSOR, 1, "ridge", &count));
-  if (count < 1) LH_FAIL(LH_ERR_VALUE, "ridge: no sample to fit");
-  LH_TRY(lh_int_cast(D + 1, "ridge accumulators", &cnt));
   LH_TRY(lh_int_cast(D, "ridge features", &dd));
-  LH_TRY(lh_int_cast(D * D + D, "ridge system", &nsys));
+  LH_TRY(lh_int_cast(D * D + D, "ridge system (use the distributed solver)", &nsys));
   for (int64_t i = 0; i < n; i++) m += !use || use[i];
-  local = lh_alloc((size_t)(D + 1), sizeof *acc, false, "ridge sums", &acc);
-  if (local == LH_OK) local = lh_alloc((size_t)(D + 1), sizeof(double), false, "means", &mean);
-  if (local == LH_OK) local = lh_alloc((size_t)D, sizeof(double), false, "row", &tmp);
+  local = lh_alloc((size_t)D, sizeof(double), false, "row", &tmp);
   if (local == LH_OK) local = lh_alloc((size_t)D, sizeof(double), false, "diagonal", &adiag);
   if (local == LH_OK)
     local = lh_alloc((size_t)(m * (D + 1)), sizeof(double), false, "centred rows", &xc);
   if (local == LH_OK)
     local = lh_alloc((size_t)(D * D + D), sizeof(double), true, "normal equations", &sys);
-  if (local == LH_OK) local = probe_alloc(LH_PROBE_REGRESSOR, 1, D, &p);
   LH_TRY(lh_agree(comm, local));
-
-  for (int64_t j = 0; j <= D; j++) lh_xsum_init(&acc[j]);
-  for (int64_t i = 0; i < n; i++) {
-    if (use && !use[i]) continue;
-    const double *x = probe_row(X, i, tmp);
-    for (int64_t j = 0; j < D; j++) lh_xsum_add(&acc[j], x[j]);
-    lh_xsum_add(&acc[D], y[i]);
-  }
-  LH_TRY(lh_xsum_allreduce(acc, cnt, comm));
-  for (int64_t j = 0; j <= D; j++) mean[j] = lh_xsum_round(&acc[j]) / (double)count;
 
   /* centred rows [x - xbar | y - ybar], m x (D + 1) row-major */
   for (int64_t i = 0, r = 0; i < n; i++) {
@@ -81,39 +88,195 @@ lh_status lh_probe_fit_ridge(const lh_dmat *X, const double *y, const bool *use,
       sys[j * D + j] += (double)count * l2;
       adiag[j] = sys[j * D + j];
     }
-    /* Cholesky, refusing pivots that lost all but ~1e-12 of their diagonal: exactly
-     * collinear features rarely give an exact zero pivot in floating point */
     info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', dd, sys, dd);
     for (int64_t j = 0; info == 0 && j < D; j++)
-      if (!(sys[j * D + j] * sys[j * D + j] > 1e-12 * adiag[j])) info = (int)(j + 1);
+      if (!(sys[j * D + j] * sys[j * D + j] > PIVOT_FLOOR * adiag[j])) info = (int)(j + 1);
     if (info == 0) info = LAPACKE_dpotrs(LAPACK_ROW_MAJOR, 'U', dd, 1, sys, dd, sys + D * D, 1);
   }
   if (MPI_Bcast(&info, 1, MPI_INT, 0, comm) != MPI_SUCCESS ||
       MPI_Bcast(sys + D * D, dd, MPI_DOUBLE, 0, comm) != MPI_SUCCESS)
     LH_FAIL(LH_ERR_MPI, "ridge: MPI_Bcast of the solution failed");
+  if (info < 0) LH_FAIL(LH_ERR_INTERNAL, "ridge: LAPACK Cholesky argument %d invalid", -info);
+  memcpy(w, sys + D * D, (size_t)D * sizeof(double));
+  *info_out = info;
+done:
+  lh_free(xc);
+  lh_free(sys);
+  lh_free(tmp);
+  lh_free(adiag);
+  return st;
+}
+
+/* Block size of the distributed system: 64, smaller for small D so that the blocks still
+ * spread over the larger grid dimension (when the solver is forced at small D in tests). */
+static int block_size(int64_t D, int nprow, int npcol) {
+  const int64_t per = (D + 1 + 2 * LH_MAX(nprow, npcol) - 1) / (2 * LH_MAX(nprow, npcol));
+  return (int)LH_MAX(2, LH_MIN(64, per));
+}
+
+/* The distributed system (see the top of the file): same contract as solve_replicated. */
+static lh_status solve_distributed(const lh_dmat *X, const double *y, const bool *use,
+                                   const double *mean, int64_t count, double l2, double *w,
+                                   int *info_out) {
+  lh_status st = LH_OK, local = LH_OK;
+  MPI_Comm comm = lh_dmat_comm(X);
+  const int64_t n = lh_dmat_local_rows(X), D = lh_dmat_cols(X);
+  lh_blacs *g = NULL;
+  lh_bcmat *G = NULL, *R = NULL, *A = NULL;
+  lh_dmat *panel = NULL;
+  double *tmp = NULL, *adiag = NULL;
+  int64_t m = 0, mmax = 0;
+  int P, nprow, npcol, d, d1, kk, info = 0;
+  MPI_Comm_size(comm, &P);
+  LH_TRY(lh_int_cast(D, "ridge features", &d));
+  LH_TRY(lh_int_cast(D + 1, "ridge features", &d1));
+  for (int64_t i = 0; i < n; i++) m += !use || use[i];
+  if (MPI_Allreduce(&m, &mmax, 1, MPI_INT64_T, MPI_MAX, comm) != MPI_SUCCESS)
+    LH_FAIL(LH_ERR_MPI, "ridge: MPI_Allreduce of the row counts failed");
+  /* r rows per rank and panel, the same on every rank */
+  const int64_t r =
+      LH_MIN(mmax, probe_ridge_panel_rows > 0 ? probe_ridge_panel_rows
+                                              : LH_MAX(INT64_C(256), PANEL_VALUES / (D + 1)));
+  LH_TRY(lh_int_cast(r * P, "ridge panel rows", &kk));
+  local = lh_alloc((size_t)D, sizeof(double), false, "row", &tmp);
+  if (local == LH_OK) local = lh_alloc((size_t)D, sizeof(double), false, "diagonal", &adiag);
+  LH_TRY(lh_agree(comm, local));
+  LH_TRY(lh_blacs_create(comm, 0, 0, &g));
+  lh_blacs_info(g, &nprow, &npcol, NULL, NULL);
+  const int nb = block_size(D, nprow, npcol), one = 1, jr = d1;
+  const double alpha = 1.0, beta = 1.0;
+  LH_TRY(lh_bcmat_create(g, D + 1, D + 1, nb, nb, &G));
+  LH_TRY(lh_bcmat_create(g, D, 1, nb, nb, &R));
+  LH_TRY(lh_dmat_create(comm, LH_F64, r * P, D + 1, &panel));
+
+  /* G (upper triangle) = sum over panels of [Xc | yc]^T [Xc | yc] */
+  double *pr = lh_dmat_local(panel); /* r x (D + 1) */
+  for (int64_t i = 0, k0 = 0; k0 < mmax; k0 += r) {
+    int64_t f = 0;
+    for (; i < n && f < r; i++) {
+      if (use && !use[i]) continue;
+      const double *x = probe_row(X, i, tmp);
+      double *o = pr + f * (D + 1);
+      for (int64_t j = 0; j < D; j++) o[j] = x[j] - mean[j];
+      o[D] = y[i] - mean[D];
+      f++;
+    }
+    memset(pr + f * (D + 1), 0, (size_t)((r - f) * (D + 1)) * sizeof(double));
+    LH_TRY(lh_dmat_to_bcmat(panel, g, nb, nb, &A));
+    pdsyrk_("U", "T", &d1, &kk, &alpha, lh_bcmat_local(A), &one, &one, lh_bcmat_desc(A), &beta,
+            lh_bcmat_local(G), &one, &one, lh_bcmat_desc(G));
+    lh_bcmat_destroy(&A);
+  }
+
+  /* + N l2 on the diagonal of the D x D part; the right-hand side is G's last column */
+  const int *dg = lh_bcmat_desc(G);
+  const int lld = dg[LH_DESC_LLD], lr = lh_bcmat_local_rows(G), lc = lh_bcmat_local_cols(G);
+  double *gl = lh_bcmat_local(G);
+  for (int lj = 0; lj < lc; lj++)
+    for (int li = 0; li < lr; li++) {
+      int64_t gi, gj;
+      lh_bcmat_global_index(G, li, lj, &gi, &gj);
+      if (gi != gj || gi >= D) continue;
+      gl[li + (int64_t)lj * lld] += (double)count * l2;
+      adiag[gi] = gl[li + (int64_t)lj * lld];
+    }
+  pdgemr2d_(&d, &one, gl, &one, &jr, dg, lh_bcmat_local(R), &one, &one, lh_bcmat_desc(R),
+            &dg[LH_DESC_CTXT]);
+  pdposv_("U", &d, &one, gl, &one, &one, dg, lh_bcmat_local(R), &one, &one, lh_bcmat_desc(R),
+          &info);
+  if (info < 0) LH_FAIL(LH_ERR_INTERNAL, "ridge: ScaLAPACK pdposv argument %d invalid", -info);
+  /* the pivot test of the replicated path, on the diagonal blocks each rank holds */
+  int bad = INT_MAX;
+  for (int lj = 0; info == 0 && lj < lc; lj++)
+    for (int li = 0; li < lr; li++) {
+      int64_t gi, gj;
+      lh_bcmat_global_index(G, li, lj, &gi, &gj);
+      if (gi != gj || gi >= D) continue;
+      const double u = gl[li + (int64_t)lj * lld];
+      if (!(u * u > PIVOT_FLOOR * adiag[gi]) && gi + 1 < bad) bad = (int)(gi + 1);
+    }
+  if (MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS)
+    LH_FAIL(LH_ERR_MPI, "ridge: MPI_Allreduce of the pivot check failed");
+  if (info == 0 && bad != INT_MAX) info = bad;
+
+  /* the solution, owned by process column 0, to every rank: x + 0 = x, so the same bits */
+  memset(w, 0, (size_t)D * sizeof(double));
+  for (int li = 0; info == 0 && li < lh_bcmat_local_rows(R) && lh_bcmat_local_cols(R) > 0; li++) {
+    int64_t gi, gj;
+    lh_bcmat_global_index(R, li, 0, &gi, &gj);
+    w[gi] = lh_bcmat_local(R)[li];
+  }
+  if (MPI_Allreduce(MPI_IN_PLACE, w, d, MPI_DOUBLE, MPI_SUM, comm) != MPI_SUCCESS)
+    LH_FAIL(LH_ERR_MPI, "ridge: MPI_Allreduce of the solution failed");
+  *info_out = info;
+done:
+  lh_bcmat_destroy(&A);
+  lh_bcmat_destroy(&G);
+  lh_bcmat_destroy(&R);
+  lh_dmat_destroy(&panel);
+  lh_blacs_destroy(&g);
+  lh_free(tmp);
+  lh_free(adiag);
+  return st;
+}
+
+lh_status lh_probe_fit_ridge(const lh_dmat *X, const double *y, const bool *use,
+                             const lh_probe_opts *o, lh_probe **out) {
+  lh_status st = LH_OK, local = LH_OK;
+  MPI_Comm comm = lh_dmat_comm(X);
+  const int64_t n = lh_dmat_local_rows(X), D = lh_dmat_cols(X);
+  const double l2 = o->l2;
+  lh_xsum *acc = NULL; /* column sums of X (D), then sum of y */
+  double *mean = NULL, *tmp = NULL;
+  lh_probe *p = NULL;
+  int64_t count = 0;
+  int cnt, info = 0;
+  if (o->kind != LH_PROBE_REGRESSOR)
+    LH_FAIL(LH_ERR_VALUE,
+            "solver ridge fits regression only (a probe without num_classes); "
+            "use lbfgs or adam for classification");
+  if (!(l2 >= 0) || !isfinite(l2)) LH_FAIL(LH_ERR_VALUE, "l2 must be >= 0, got %g", l2);
+  LH_TRY(probe_check(X, y, use, LH_PROBE_REGRESSOR, 1, "ridge", &count));
+  if (count < 1) LH_FAIL(LH_ERR_VALUE, "ridge: no sample to fit");
+  LH_TRY(lh_int_cast(D + 1, "ridge accumulators", &cnt));
+  local = lh_alloc((size_t)(D + 1), sizeof *acc, false, "ridge sums", &acc);
+  if (local == LH_OK) local = lh_alloc((size_t)(D + 1), sizeof(double), false, "means", &mean);
+  if (local == LH_OK) local = lh_alloc((size_t)D, sizeof(double), false, "row", &tmp);
+  if (local == LH_OK) local = probe_alloc(LH_PROBE_REGRESSOR, 1, D, &p);
+  LH_TRY(lh_agree(comm, local));
+
+  for (int64_t j = 0; j <= D; j++) lh_xsum_init(&acc[j]);
+  for (int64_t i = 0; i < n; i++) {
+    if (use && !use[i]) continue;
+    const double *x = probe_row(X, i, tmp);
+    for (int64_t j = 0; j < D; j++) lh_xsum_add(&acc[j], x[j]);
+    lh_xsum_add(&acc[D], y[i]);
+  }
+  LH_TRY(lh_xsum_allreduce(acc, cnt, comm));
+  for (int64_t j = 0; j <= D; j++) mean[j] = lh_xsum_round(&acc[j]) / (double)count;
+
+  const bool distributed = D >= o->ridge_scalapack_min_d;
+  if (distributed)
+    LH_TRY(solve_distributed(X, y, use, mean, count, l2, p->coef, &info));
+  else
+    LH_TRY(solve_replicated(X, y, use, mean, count, l2, p->coef, &info));
   if (info > 0)
     LH_FAIL(LH_ERR_VALUE,
-            "ridge: X^T X + N l2 I is singular or nearly so (l2 = %g; features "
-            "are collinear or constant): use l2 > 0",
+            "ridge: X^T X + N l2 I is singular or nearly so (l2 = %g; features are collinear or "
+            "constant): use l2 > 0",
             l2);
-  if (info < 0) LH_FAIL(LH_ERR_INTERNAL, "ridge: LAPACK Cholesky argument %d invalid", -info);
   double b = mean[D];
-  for (int64_t j = 0; j < D; j++) {
-    p->coef[j] = sys[D * D + j];
-    b -= mean[j] * p->coef[j];
-  }
+  for (int64_t j = 0; j < D; j++) b -= mean[j] * p->coef[j];
   p->intercept[0] = b;
   p->n_fit = count;
-  snprintf(p->solver_message, sizeof p->solver_message, "ridge: closed form");
+  snprintf(p->solver_message, sizeof p->solver_message, "ridge: closed form (%s)",
+           distributed ? "ScaLAPACK pdposv" : "LAPACK dpotrf");
   *out = p;
   p = NULL;
 done:
   lh_probe_destroy(&p);
   lh_free(acc);
   lh_free(mean);
-  lh_free(xc);
-  lh_free(sys);
   lh_free(tmp);
-  lh_free(adiag);
   return st;
 }

@@ -5,8 +5,9 @@
  * adam = a Python re-implementation of the seeded schedule, the metrics = scikit-learn's;
  * the mean difference and lbfgs bit-identical to the same fit of the whole data on one rank
  * (MPI_COMM_SELF), adam (data-parallel BLAS mini-batch sums, issue 7) within 1e-10 and ridge
- * within 1e-12 relative of it, also after tdhook's 100 epochs; and the error paths, agreed on
- * every rank. */
+ * within 1e-12 relative of it, also after tdhook's 100 epochs; the distributed ridge solver
+ * (ScaLAPACK, forced at small D) against scikit-learn, the replicated LAPACK solver and one
+ * rank; and the error paths, agreed on every rank. */
 #include <stdlib.h>
 
 #include <jansson.h>
@@ -16,6 +17,7 @@
 #include "latenthook/log.h"
 #include "latenthook/mem.h"
 #include "latenthook/probe.h"
+#include "latenthook/rng.h"
 #include "mpi/mpitest.h"
 
 /* Rank-count agreement of adam (BLAS sums of each mini-batch's members per rank): the
@@ -419,6 +421,110 @@ static void goldens(json_t *doc) {
   unload(&w);
 }
 
+/* N x D rows on comm, a function of the global index only: features 3 + U(-1, 1) (a mean to
+ * centre away), y = sum_j sin(j + 1) x_j + 0.5 + U(-0.1, 0.1). */
+static data synth(MPI_Comm comm, int64_t N, int64_t D, uint64_t seed) {
+  data d = {.N = N, .D = D};
+  MT_OK(lh_dmat_create(comm, LH_F64, N, D, &d.X));
+  const int64_t n = lh_dmat_local_rows(d.X), r0 = lh_dmat_row_offset(d.X);
+  double *x = lh_dmat_local(d.X);
+  d.y = malloc((size_t)(n + 1) * sizeof(double));
+  for (int64_t i = 0; i < n; i++) {
+    const uint64_t g = (uint64_t)(r0 + i);
+    double t = 0.5 + 0.2 * (lh_rng_unit(seed + 1, g) - 0.5);
+    for (int64_t j = 0; j < D; j++) {
+      x[i * D + j] = 3.0 + 2.0 * lh_rng_unit(seed, g * (uint64_t)D + (uint64_t)j) - 1.0;
+      t += sin((double)(j + 1)) * x[i * D + j];
+    }
+    d.y[i] = t;
+  }
+  return d;
+}
+
+/* The distributed ridge solver (block-cyclic Gram, ScaLAPACK pdposv; grids 1x1, 1x2, 1x3 and
+ * 2x2 on 1..4 ranks), forced at small D with ridge_scalapack_min_d = 0: scikit-learn's
+ * fixture, the replicated LAPACK solver, one rank; a wider problem with a train split, fed in
+ * one panel and in panels of 7 rows per rank; the singular system. */
+static void ridge_scalapack(json_t *doc) {
+  json_t *rr = json_object_get(doc, "ridge");
+  lh_probe_opts o = lh_probe_defaults();
+  o.kind = LH_PROBE_REGRESSOR;
+  o.solver = LH_PROBE_RIDGE;
+  o.l2 = 0.1;
+  o.ridge_scalapack_min_d = 0;
+  lh_probe *p = fit_both("ridge scalapack", rr, &o, NULL, 1e-12), *q = NULL;
+  if (p) {
+    check_model("ridge scalapack", p, json_object_get(rr, "coef"), json_object_get(rr, "intercept"),
+                1e-10);
+    MT_CHECK(strstr(p->solver_message, "ScaLAPACK") != NULL, "solver: %s", p->solver_message);
+  }
+  o.ridge_scalapack_min_d = lh_probe_defaults().ridge_scalapack_min_d;
+  data w = load(MPI_COMM_WORLD, json_object_get(rr, "X"), json_object_get(rr, "y"));
+  MT_OK(lh_probe_fit(w.X, w.y, NULL, &o, &q));
+  if (p && q) {
+    MT_CHECK(strstr(q->solver_message, "LAPACK dpotrf") != NULL, "solver: %s", q->solver_message);
+    const double rc = maxrel(p->coef, q->coef, p->D), rb = maxrel(p->intercept, q->intercept, 1);
+    MT_CHECK(rc <= 1e-12 && rb <= 1e-12, "ridge: ScaLAPACK vs LAPACK %.3g / %.3g", rc, rb);
+  }
+  lh_probe_destroy(&p);
+  lh_probe_destroy(&q);
+  unload(&w);
+
+  /* 400 x 61 with a 70 % train split: ScaLAPACK (one panel, then panels of 7 rows per rank)
+   * against LAPACK on the same ranks, and against ScaLAPACK on one rank */
+  const int64_t N = 400, D = 61;
+  w = synth(MPI_COMM_WORLD, N, D, 99);
+  const int64_t n = lh_dmat_local_rows(w.X);
+  bool *train = malloc((size_t)n + 1);
+  lh_probe_split(3, 0.3, lh_dmat_row_offset(w.X), n, train);
+  for (int64_t i = 0; i < n; i++) train[i] = !train[i];
+  o.l2 = 1e-3;
+  MT_OK(lh_probe_fit(w.X, w.y, train, &o, &q));
+  o.ridge_scalapack_min_d = 0;
+  for (int k = 0; k < 2 && q; k++) {
+    probe_ridge_panel_rows = k == 0 ? 0 : 7;
+    MT_OK(lh_probe_fit(w.X, w.y, train, &o, &p));
+    if (p) {
+      const double rc = maxrel(p->coef, q->coef, D), rb = maxrel(p->intercept, q->intercept, 1);
+      MT_CHECK(rc <= 1e-12 && rb <= 1e-12,
+               "ridge %lld x %lld, panels of %lld: ScaLAPACK vs "
+               "LAPACK %.3g / %.3g",
+               (long long)N, (long long)D, (long long)probe_ridge_panel_rows, rc, rb);
+      if (mt_rank() == 0) {
+        data s = synth(MPI_COMM_SELF, N, D, 99);
+        bool *use = malloc((size_t)N);
+        lh_probe_split(3, 0.3, 0, N, use);
+        for (int64_t i = 0; i < N; i++) use[i] = !use[i];
+        lh_probe *r1 = NULL;
+        MT_OK(lh_probe_fit(s.X, s.y, use, &o, &r1));
+        if (r1) {
+          const double sc = maxrel(p->coef, r1->coef, D);
+          const double sb = maxrel(p->intercept, r1->intercept, 1);
+          MT_CHECK(sc <= 1e-12 && sb <= 1e-12, "ridge ScaLAPACK vs one rank %.3g / %.3g", sc, sb);
+          printf("ridge ScaLAPACK %lld x %lld (panels %lld): vs LAPACK %.3g, vs one rank %.3g\n",
+                 (long long)N, (long long)D, (long long)probe_ridge_panel_rows, rc, sc);
+        }
+        lh_probe_destroy(&r1);
+        free(use);
+        unload(&s);
+      }
+    }
+    lh_probe_destroy(&p);
+  }
+  probe_ridge_panel_rows = 0;
+  /* a duplicated feature with l2 = 0: singular through ScaLAPACK too */
+  double *x = lh_dmat_local(w.X);
+  for (int64_t i = 0; i < n; i++) x[i * D + 5] = x[i * D + 2];
+  o.l2 = 0;
+  MT_STATUS(lh_probe_fit(w.X, w.y, train, &o, &p), LH_ERR_VALUE);
+  MT_CHECK(!lh_error_is_reporter() || strstr(lh_error_message(), "singular"), "singular: %s",
+           lh_error_message());
+  lh_error_clear();
+  lh_probe_destroy(&q);
+  free(train);
+  unload(&w);
+}
+
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
   lh_log_setup(LH_LOG_WARN, mt_rank(), 1);
@@ -428,6 +534,7 @@ int main(int argc, char **argv) {
   tv12();
   tv13();
   if (doc) goldens(doc);
+  if (doc) ridge_scalapack(doc);
   json_decref(doc);
   return mt_finish("mpi_probe");
 }
