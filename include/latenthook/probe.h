@@ -22,6 +22,8 @@
  *              (centred normal equations: replicated and LAPACK Cholesky below
  *              ridge_scalapack_min_d features, block-cyclic and ScaLAPACK pdposv from there);
  *   - low-rank bilinear forward (SPEC 3.8), y = (U h1 + u) * (V h2 + v) + b.
+ * Fitting a fitted probe again (tdhook's repeated fit) continues from its parameters:
+ * lh_probe_fit_warm.
  *
  * Reproducibility: class sums, counts and metric sums are accumulated exactly (xsum.h), so
  * the mean difference and every metric are bit-identical on any number of ranks. The lbfgs
@@ -92,7 +94,9 @@ typedef struct lh_probe {
   double *intercept; /* C */
   /* what the fit did */
   int64_t n_fit;      /* samples used */
-  int64_t iterations; /* lbfgs iterations or adam steps (0 for closed forms) */
+  int64_t iterations; /* lbfgs iterations or adam steps of the last fit (0 for closed forms) */
+  int64_t epochs;     /* adam: epochs behind these parameters, over a fit and the warm fits
+                         that continued it (numbers the next warm fit's epochs); else 0 */
   double objective;   /* final training objective (mean loss + penalty; NaN for mean diff.) */
   bool converged;     /* lbfgs reached its tolerance, or a line search stopped on rounding
                          with |grad| / max(1, |params|) <= 1e-6 (closed forms, adam: true) */
@@ -107,6 +111,18 @@ void lh_probe_destroy(lh_probe **p);
  * Collective over X's communicator. Errors as listed at the top of this file. */
 LH_NODISCARD lh_status lh_probe_fit(const lh_dmat *X, const double *y, const bool *use,
                                     const lh_probe_opts *opts, lh_probe **out);
+
+/* Fits the fitted probe p again, as tdhook does when fit is called on a fitted estimator
+ * (SPEC 3.6: parameters persist across fit calls, Adam state restarts): adam and lbfgs start
+ * from p's coef and intercept instead of their usual start; adam numbers its epochs after
+ * the p->epochs it was trained for, so two warm-continued fits of k epochs visit the
+ * mini-batches of one fit of 2k epochs (with a new Adam state at the second); the closed
+ * forms (mean difference, ridge) are fitted anew as tdhook's MeanDifferenceClassifier.fit.
+ * p must have opts' kind, C rows (num_classes, or 1) and X's D features, else LH_ERR_VALUE.
+ * On success p holds the new fit; on error p is unchanged. Collective over X's communicator
+ * (p the same on every rank). */
+LH_NODISCARD lh_status lh_probe_fit_warm(lh_probe *p, const lh_dmat *X, const double *y,
+                                         const bool *use, const lh_probe_opts *opts);
 
 /* The solvers behind lh_probe_fit (same contract; opts->kind selects the loss). */
 LH_NODISCARD lh_status lh_probe_fit_mean_difference(const lh_dmat *X, const double *y,

@@ -17,12 +17,17 @@
  * sum differs, so trajectories agree across rank counts to rounding (checked to 1e-10
  * relative after 100 epochs in tests/mpi/mpi_probe.c).
  *
+ * Warm start (lh_probe_fit_warm, tdhook's fit on a fitted estimator): the parameters of the
+ * earlier fit instead of the initial law, a new Adam state (m = v = 0, t = 0, as tdhook makes a
+ * new optimiser per fit), and the epochs numbered on from the earlier fits' count e0, as
+ * tdhook's global torch RNG would go on shuffling instead of replaying the first epochs.
+ *
  * Schedule (for reference implementations):
  *   init:    W[c][j] = (2 u(s0, c D + j) - 1) / sqrt(D), b[c] = (2 u(s0, C D + c) - 1) / sqrt(D)
  *            with s0 = lh_rng_u64(seed, 0x1417), u = lh_rng_unit;
  *   epoch e: perm = selected global indices ascending; for k = M-1 down to 1:
  *            j = lh_rng_u64(se, k) mod (k + 1), swap perm[k], perm[j];
- *            se = lh_rng_u64(seed, 0x5EED0000 + e).
+ *            se = lh_rng_u64(seed, 0x5EED0000 + e0 + e) (e0 = 0 unless a warm start).
  */
 #include <math.h>
 #include <stdio.h>
@@ -39,6 +44,11 @@
 
 lh_status lh_probe_fit_adam(const lh_dmat *X, const double *y, const bool *use,
                             const lh_probe_opts *o, lh_probe **out) {
+  return probe_fit_adam_from(X, y, use, o, NULL, out);
+}
+
+lh_status probe_fit_adam_from(const lh_dmat *X, const double *y, const bool *use,
+                              const lh_probe_opts *o, const lh_probe *init, lh_probe **out) {
   lh_status st = LH_OK, local = LH_OK;
   MPI_Comm comm = lh_dmat_comm(X);
   const int64_t n = lh_dmat_local_rows(X), D = lh_dmat_cols(X), row0 = lh_dmat_row_offset(X);
@@ -109,18 +119,27 @@ lh_status lh_probe_fit_adam(const lh_dmat *X, const double *y, const bool *use,
     LH_TRY(ag);
   }
 
-  const double scale = 1.0 / sqrt((double)D);
-  const uint64_t s0 = lh_rng_u64(o->seed, INIT_SALT);
-  for (int64_t k = 0; k < C * D; k++) theta[k] = (2.0 * lh_rng_unit(s0, (uint64_t)k) - 1.0) * scale;
-  for (int64_t c = 0; c < C; c++)
-    theta[C * D + c] = (2.0 * lh_rng_unit(s0, (uint64_t)(C * D + c)) - 1.0) * scale;
+  /* warm start: the parameters and the epoch count of the earlier fits (shapes checked by
+   * lh_probe_fit_warm); a new Adam state either way */
+  const int64_t e0 = init ? init->epochs : 0;
+  if (init) {
+    memcpy(theta, init->coef, (size_t)(C * D) * sizeof(double));
+    memcpy(theta + C * D, init->intercept, (size_t)C * sizeof(double));
+  } else {
+    const double scale = 1.0 / sqrt((double)D);
+    const uint64_t s0 = lh_rng_u64(o->seed, INIT_SALT);
+    for (int64_t k = 0; k < C * D; k++)
+      theta[k] = (2.0 * lh_rng_unit(s0, (uint64_t)k) - 1.0) * scale;
+    for (int64_t c = 0; c < C; c++)
+      theta[C * D + c] = (2.0 * lh_rng_unit(s0, (uint64_t)(C * D + c)) - 1.0) * scale;
+  }
 
   int64_t t = 0;
   for (int64_t e = 0; e < o->epochs; e++) {
     int64_t M = 0;
     for (int64_t g = 0; g < N; g++)
       if (all[g]) perm[M++] = g;
-    const uint64_t se = lh_rng_u64(o->seed, EPOCH_SALT + (uint64_t)e);
+    const uint64_t se = lh_rng_u64(o->seed, EPOCH_SALT + (uint64_t)(e0 + e));
     for (int64_t k = M - 1; k >= 1; k--) {
       int64_t j = (int64_t)(lh_rng_u64(se, (uint64_t)k) % (uint64_t)(k + 1));
       int64_t sw = perm[k];
@@ -163,9 +182,15 @@ lh_status lh_probe_fit_adam(const lh_dmat *X, const double *y, const bool *use,
   memcpy(p->intercept, theta + C * D, (size_t)C * sizeof(double));
   p->n_fit = count;
   p->iterations = t;
+  p->epochs = e0 + o->epochs;
   p->objective = f;
-  snprintf(p->solver_message, sizeof p->solver_message, "adam: %lld epochs, %lld steps",
-           (long long)o->epochs, (long long)t);
+  if (init)
+    snprintf(p->solver_message, sizeof p->solver_message,
+             "adam: %lld epochs, %lld steps, warm start after %lld epochs", (long long)o->epochs,
+             (long long)t, (long long)e0);
+  else
+    snprintf(p->solver_message, sizeof p->solver_message, "adam: %lld epochs, %lld steps",
+             (long long)o->epochs, (long long)t);
   *out = p;
   p = NULL;
 done:

@@ -30,6 +30,14 @@ lh_status probe_check(const lh_dmat *X, const double *y, const bool *use, lh_pro
  * small data go through several panels. */
 extern int64_t probe_ridge_panel_rows;
 
+/* lh_probe_fit_adam / lh_probe_fit_lbfgs started from init's parameters (init NULL: their
+ * usual start; else init has the shape the options give, checked by lh_probe_fit_warm). adam
+ * also numbers its epochs after init->epochs. Collective. */
+lh_status probe_fit_adam_from(const lh_dmat *X, const double *y, const bool *use,
+                              const lh_probe_opts *o, const lh_probe *init, lh_probe **out);
+lh_status probe_fit_lbfgs_from(const lh_dmat *X, const double *y, const bool *use,
+                               const lh_probe_opts *o, const lh_probe *init, lh_probe **out);
+
 /* A zeroed probe of the given shape. Local. */
 lh_status probe_alloc(lh_probe_kind kind, int64_t C, int64_t D, lh_probe **out);
 

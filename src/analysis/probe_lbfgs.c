@@ -3,12 +3,13 @@
  *
  * Minimises mean loss + (l2/2)|W|_F^2 (intercepts not penalised), which is scikit-learn's
  * LogisticRegression(C = 1/(l2 N), multi_class="multinomial") for a classifier, started from
- * zero as scikit-learn does. The optimiser is libLBFGS (Okazaki's C port of Nocedal's L-BFGS,
- * More-Thuente line search); every rank runs it in lock step on the same replicated
- * parameters, and each evaluation of the objective is one pass over fixed blocks of 4096 global
- * rows with two DGEMMs each, exact sums of the block results and one allreduce (probe_loss.c).
- * The objective and gradient are the same bits on every rank and every rank count, so the
- * whole run is.
+ * zero as scikit-learn does, or from the earlier fit's parameters (lh_probe_fit_warm, as
+ * LogisticRegression(warm_start=True)): from an optimum the run stops at once. The optimiser is
+ * libLBFGS (Okazaki's C port of Nocedal's L-BFGS, More-Thuente line search); every rank runs it in
+ * lock step on the same replicated parameters, and each evaluation of the objective is one pass
+ * over fixed blocks of 4096 global rows with two DGEMMs each, exact sums of the block results and
+ * one allreduce (probe_loss.c). The objective and gradient are the same bits on every rank and
+ * every rank count, so the whole run is.
  *
  * Convergence: |grad| <= tol * max(1, |params|) (libLBFGS's test), or a line search stopped
  * by rounding once that relative gradient is below 1e-6: near the optimum the decrease a
@@ -39,7 +40,8 @@ typedef struct eval_ctx {
   probe_work *w;
   lh_status st;
   int64_t iterations;
-  double rel_grad; /* |g| / max(1, |x|) at the last accepted iterate */
+  double rel_grad; /* |g| / max(1, |x|) at the last accepted iterate (or at the start) */
+  int64_t evals;
 } eval_ctx;
 
 static lbfgsfloatval_t evaluate(void *user, const lbfgsfloatval_t *x, lbfgsfloatval_t *g,
@@ -48,6 +50,15 @@ static lbfgsfloatval_t evaluate(void *user, const lbfgsfloatval_t *x, lbfgsfloat
   double f = NAN;
   if (e->st != LH_OK) return NAN;
   e->st = probe_objective(e->kind, e->X, e->y, e->use, e->count, e->l2, x, e->w, &f, g);
+  if (e->evals++ == 0 && e->st == LH_OK) {
+    /* the starting point: a warm start at the optimum ends here (already minimised) */
+    double xx = 0, gg = 0;
+    for (int k = 0; k < n; k++) {
+      xx += x[k] * x[k];
+      gg += g[k] * g[k];
+    }
+    e->rel_grad = sqrt(gg) / (sqrt(xx) > 1 ? sqrt(xx) : 1);
+  }
   return f;
 }
 
@@ -98,6 +109,11 @@ static const char *lbfgs_message(int ret) {
 
 lh_status lh_probe_fit_lbfgs(const lh_dmat *X, const double *y, const bool *use,
                              const lh_probe_opts *o, lh_probe **out) {
+  return probe_fit_lbfgs_from(X, y, use, o, NULL, out);
+}
+
+lh_status probe_fit_lbfgs_from(const lh_dmat *X, const double *y, const bool *use,
+                               const lh_probe_opts *o, const lh_probe *init, lh_probe **out) {
   lh_status st = LH_OK, local = LH_OK;
   MPI_Comm comm = lh_dmat_comm(X);
   const int64_t D = lh_dmat_cols(X);
@@ -128,7 +144,9 @@ lh_status lh_probe_fit_lbfgs(const lh_dmat *X, const double *y, const bool *use,
   if (local == LH_OK) local = probe_alloc(kind, C, D, &p);
   LH_TRY(lh_agree(comm, local));
   LH_TRY(probe_work_plan(&work, X, y, use));
-  for (int64_t k = 0; k < npar; k++) theta[k] = 0;
+  /* scikit-learn's start at zero, or the earlier fit's parameters (warm start) */
+  for (int64_t k = 0; k < npar; k++)
+    theta[k] = !init ? 0 : k < C * D ? init->coef[k] : init->intercept[k - C * D];
 
   lbfgs_parameter_t param;
   lbfgs_parameter_init(&param);
@@ -153,7 +171,8 @@ lh_status lh_probe_fit_lbfgs(const lh_dmat *X, const double *y, const bool *use,
    * objective: a rounding stop with a small gradient is the end of a converged run */
   p->converged = ret >= 0 || (ret != LBFGSERR_MAXIMUMITERATION && e.rel_grad <= LBFGS_ACCEPT);
   p->grad_norm = e.rel_grad;
-  snprintf(p->solver_message, sizeof p->solver_message, "lbfgs: %s", lbfgs_message(ret));
+  snprintf(p->solver_message, sizeof p->solver_message, "lbfgs: %s%s", lbfgs_message(ret),
+           init ? " (warm start)" : "");
   *out = p;
   p = NULL;
 done:

@@ -112,6 +112,40 @@ lh_status lh_probe_fit(const lh_dmat *X, const double *y, const bool *use, const
   return LH_ERROR(LH_ERR_VALUE, "unknown probe solver %d", (int)o->solver);
 }
 
+static const char *kind_name(lh_probe_kind k) {
+  return k == LH_PROBE_MEAN_DIFFERENCE ? "mean difference"
+         : k == LH_PROBE_CLASSIFIER    ? "classifier"
+                                       : "regressor";
+}
+
+lh_status lh_probe_fit_warm(lh_probe *p, const lh_dmat *X, const double *y, const bool *use,
+                            const lh_probe_opts *o) {
+  lh_status st = LH_OK;
+  lh_probe *q = NULL;
+  if (!p) LH_FAIL(LH_ERR_VALUE, "fit_warm: no fitted probe to continue");
+  const int64_t C = o->kind == LH_PROBE_CLASSIFIER ? o->num_classes : 1, D = lh_dmat_cols(X);
+  /* p and opts are the same on every rank: these checks agree without communication */
+  if (p->kind != o->kind || p->C != C || p->D != D)
+    LH_FAIL(LH_ERR_VALUE,
+            "fit_warm: the fitted probe is a %s of %lld x %lld parameters, the options and data "
+            "ask for a %s of %lld x %lld",
+            kind_name(p->kind), (long long)p->C, (long long)p->D, kind_name(o->kind), (long long)C,
+            (long long)D);
+  if (o->kind != LH_PROBE_MEAN_DIFFERENCE && o->solver == LH_PROBE_ADAM)
+    LH_TRY(probe_fit_adam_from(X, y, use, o, p, &q));
+  else if (o->kind != LH_PROBE_MEAN_DIFFERENCE && o->solver == LH_PROBE_LBFGS)
+    LH_TRY(probe_fit_lbfgs_from(X, y, use, o, p, &q));
+  else
+    LH_TRY(lh_probe_fit(X, y, use, o, &q));
+  /* p takes q's contents, q the old ones to release */
+  const lh_probe old = *p;
+  *p = *q;
+  *q = old;
+done:
+  lh_probe_destroy(&q);
+  return st;
+}
+
 /* Score of class c for local row i, accumulated in float64 in feature order (the same on
  * every rank count). */
 static double row_score(const lh_probe *p, const lh_dmat *X, int64_t i, int64_t c) {

@@ -25,6 +25,10 @@ Contents:
            lh_rng_u64, Fisher-Yates per epoch, torch's Adam) on logreg3's data (classifier) and
            ridge's data (regressor), with math.fsum for the exactly rounded sums the C code
            gets from xsum.h.
+  adam_warm  the same schedule fitted twice (lh_probe_fit_warm): epochs1 epochs, then
+           epochs2 more from those parameters with a new Adam state and the epoch numbers
+           going on; asserted to differ from one fit of epochs1 + epochs2 and from a second
+           fit that would replay epochs 0, 1, ...
 """
 import json
 import math
@@ -105,12 +109,16 @@ def softmax(s):
     return p / p.sum(1, keepdims=True)
 
 
-def adam_ref(X, y, C, kind, seed, epochs, batch, lr, b1=0.9, b2=0.999, eps=1e-8, l2=0.0):
+def adam_ref(X, y, C, kind, seed, epochs, batch, lr, b1=0.9, b2=0.999, eps=1e-8, l2=0.0,
+             init=None, e0=0):
+    """init = (W, b) and e0 epochs done: a warm start (new Adam state, epochs e0, e0+1, ...)."""
     N, D = X.shape
     Cn = C if kind == "classifier" else 1
     s0 = rng_u64(seed, 0x1417)
     sc = 1.0 / math.sqrt(D)
     th = [(2.0 * rng_unit(s0, k) - 1.0) * sc for k in range(Cn * D + Cn)]
+    if init is not None:
+        th = list(init[0]) + list(init[1])
     npar = len(th)
     m = [0.0] * npar
     v = [0.0] * npar
@@ -118,7 +126,7 @@ def adam_ref(X, y, C, kind, seed, epochs, batch, lr, b1=0.9, b2=0.999, eps=1e-8,
     rows = [list(map(float, r)) for r in X]
     for e in range(epochs):
         perm = list(range(N))
-        se = rng_u64(seed, 0x5EED0000 + e)
+        se = rng_u64(seed, 0x5EED0000 + e0 + e)
         for k in range(N - 1, 0, -1):
             j = rng_u64(se, k) % (k + 1)
             perm[k], perm[j] = perm[j], perm[k]
@@ -224,6 +232,24 @@ def main():
                                   "coef": Wa, "intercept": ba},
                    "regressor": {"seed": 11, "epochs": 3, "batch": 8, "lr": 0.05, "l2": 0.01,
                                  "coef": Wr, "intercept": br2}}
+
+    # warm start (lh_probe_fit_warm): a fit of k1 epochs, then a fit of k2 epochs from its
+    # parameters with a new Adam state and the epochs numbered on (k1, k1 + 1, ...)
+    warm = {}
+    for kind, X, y, C, kw, k1, k2 in [
+            ("classifier", X3, y3, 3, dict(seed=7, batch=16, lr=0.05), 2, 2),
+            ("regressor", Xr, yr, 1, dict(seed=11, batch=8, lr=0.05, l2=0.01), 2, 1)]:
+        first = adam_ref(X, y, C, kind, epochs=k1, **kw)
+        W, b = adam_ref(X, y, C, kind, epochs=k2, init=first, e0=k1, **kw)
+        # what the reference rules out: one fit of k1 + k2 epochs (no Adam restart), and a
+        # second fit that replays epochs 0.. (no epoch numbering across fits)
+        one = adam_ref(X, y, C, kind, epochs=k1 + k2, **kw)
+        replay = adam_ref(X, y, C, kind, epochs=k2, init=first, e0=0, **kw)
+        for other in (one, replay):
+            d = np.abs(np.array(W + b) - np.array(other[0] + other[1])).max()
+            assert d > 1e-4 * np.abs(np.array(W + b)).max(), "warm start indistinguishable"
+        warm[kind] = dict(kw, epochs1=k1, epochs2=k2, coef=W, intercept=b)
+    doc["adam_warm"] = warm
 
     os.makedirs(HERE, exist_ok=True)
     with open(os.path.join(HERE, "probe.json"), "w") as fh:

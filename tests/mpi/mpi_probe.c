@@ -7,7 +7,8 @@
  * (MPI_COMM_SELF), adam (data-parallel BLAS mini-batch sums, issue 7) within 1e-10 and ridge
  * within 1e-12 relative of it, also after tdhook's 100 epochs; the distributed ridge solver
  * (ScaLAPACK, forced at small D) against scikit-learn, the replicated LAPACK solver and one
- * rank; and the error paths, agreed on every rank. */
+ * rank; repeated fits (lh_probe_fit_warm) against the Python schedule fitted twice and the
+ * optimum; and the error paths, agreed on every rank. */
 #include <stdlib.h>
 
 #include <jansson.h>
@@ -421,6 +422,183 @@ static void goldens(json_t *doc) {
   unload(&w);
 }
 
+/* A fit with o1, then lh_probe_fit_warm with o2, on the world communicator and (rank 0) on
+ * MPI_COMM_SELF with the whole data: bit-identical (tol 0) or within tol relative. */
+static lh_probe *warm_both(const char *what, json_t *ref, const lh_probe_opts *o1,
+                           const lh_probe_opts *o2, double tol) {
+  lh_probe *p = NULL, *q = NULL;
+  data w = load(MPI_COMM_WORLD, json_object_get(ref, "X"), json_object_get(ref, "y"));
+  MT_OK(lh_probe_fit(w.X, w.y, NULL, o1, &p));
+  if (p) MT_OK(lh_probe_fit_warm(p, w.X, w.y, NULL, o2));
+  if (mt_rank() == 0 && p) {
+    data s = load(MPI_COMM_SELF, json_object_get(ref, "X"), json_object_get(ref, "y"));
+    MT_OK(lh_probe_fit(s.X, s.y, NULL, o1, &q));
+    if (q) MT_OK(lh_probe_fit_warm(q, s.X, s.y, NULL, o2));
+    if (q) {
+      const double rc = maxrel(p->coef, q->coef, p->C * p->D);
+      const double rb = maxrel(p->intercept, q->intercept, p->C);
+      if (tol == 0)
+        MT_CHECK(memcmp(p->coef, q->coef, (size_t)(p->C * p->D) * 8) == 0 &&
+                     memcmp(p->intercept, q->intercept, (size_t)p->C * 8) == 0 &&
+                     p->iterations == q->iterations,
+                 "%s: not bit-identical to one rank (coef %.3g, intercept %.3g)", what, rc, rb);
+      else
+        MT_CHECK(rc <= tol && rb <= tol, "%s: differs from one rank by %.3g / %.3g", what, rc, rb);
+    }
+    lh_probe_destroy(&q);
+    unload(&s);
+  }
+  unload(&w);
+  return p;
+}
+
+/* Repeated fits (lh_probe_fit_warm, tdhook's fit on a fitted estimator): adam against the
+ * Python schedule fitted twice (new Adam state, epochs numbered on); lbfgs from its own
+ * optimum stops at once, and from an adam fit reaches the same optimum; the closed forms are
+ * refitted; mismatched shapes and failed fits leave the probe unchanged. */
+static void warm_starts(json_t *doc) {
+  json_t *aw = json_object_get(doc, "adam_warm");
+  const char *kinds[2] = {"classifier", "regressor"};
+  for (int k = 0; k < 2; k++) {
+    json_t *a = json_object_get(aw, kinds[k]);
+    lh_probe_opts o = lh_probe_defaults();
+    o.kind = k == 0 ? LH_PROBE_CLASSIFIER : LH_PROBE_REGRESSOR;
+    o.num_classes = 3;
+    o.seed = (uint64_t)json_integer_value(json_object_get(a, "seed"));
+    o.batch_size = json_integer_value(json_object_get(a, "batch"));
+    o.lr = json_number_value(json_object_get(a, "lr"));
+    o.l2 = k == 1 ? json_number_value(json_object_get(a, "l2")) : 0;
+    lh_probe_opts o2 = o;
+    o.epochs = json_integer_value(json_object_get(a, "epochs1"));
+    o2.epochs = json_integer_value(json_object_get(a, "epochs2"));
+    json_t *ref = json_object_get(doc, k == 0 ? "logreg3" : "ridge");
+    lh_probe *p =
+        warm_both(k == 0 ? "adam warm classifier" : "adam warm regressor", ref, &o, &o2, REL);
+    if (p) {
+      check_model(k == 0 ? "adam warm classifier" : "adam warm regressor", p,
+                  json_object_get(a, "coef"), json_object_get(a, "intercept"), 1e-12);
+      const int64_t N = (int64_t)json_array_size(json_object_get(ref, "y"));
+      const int64_t steps = o2.epochs * ((N + o.batch_size - 1) / o.batch_size);
+      MT_CHECK(p->epochs == o.epochs + o2.epochs && p->iterations == steps,
+               "adam warm: %lld epochs, %lld steps (want %lld, %lld)", (long long)p->epochs,
+               (long long)p->iterations, (long long)(o.epochs + o2.epochs), (long long)steps);
+    }
+    lh_probe_destroy(&p);
+  }
+
+  /* lbfgs: from its optimum, at most 2 iterations (a fresh fit capped at 2 is far from it) */
+  json_t *l3 = json_object_get(doc, "logreg3");
+  lh_probe_opts o = lh_probe_defaults();
+  o.kind = LH_PROBE_CLASSIFIER;
+  o.num_classes = 3;
+  o.solver = LH_PROBE_LBFGS;
+  o.l2 = json_number_value(json_object_get(l3, "l2"));
+  lh_probe_opts capped = o;
+  capped.max_iter = 2;
+  lh_probe *p = warm_both("lbfgs warm from the optimum", l3, &o, &capped, 0);
+  if (p) {
+    check_model("lbfgs warm from the optimum", p, json_object_get(l3, "coef_opt"),
+                json_object_get(l3, "intercept_opt"), 1e-7);
+    MT_CHECK(p->iterations <= 2 && p->converged,
+             "lbfgs warm from the optimum: %lld iterations, "
+             "converged %d (%s)",
+             (long long)p->iterations, p->converged, p->solver_message);
+    if (mt_rank() == 0)
+      printf("lbfgs warm from the optimum: %s, %lld iterations, |g|/|x| %.3g\n", p->solver_message,
+             (long long)p->iterations, p->grad_norm);
+  }
+  lh_probe_destroy(&p);
+  data w = load(MPI_COMM_WORLD, json_object_get(l3, "X"), json_object_get(l3, "y"));
+  MT_OK(lh_probe_fit(w.X, w.y, NULL, &capped, &p));
+  if (p) {
+    double c[12];
+    flat(json_object_get(l3, "coef_opt"), c);
+    MT_CHECK(maxrel(p->coef, c, 12) > 1e-2,
+             "a fresh lbfgs fit of 2 iterations is already at the "
+             "optimum (%.3g): the warm-start check above proves nothing",
+             maxrel(p->coef, c, 12));
+  }
+  lh_probe_destroy(&p);
+
+  /* lbfgs from 3 lbfgs iterations: the same optimum, the same bits on any rank count */
+  capped.max_iter = 3;
+  p = warm_both("lbfgs warm from 3 iterations", l3, &capped, &o, 0);
+  if (p) {
+    check_model("lbfgs warm from 3 iterations", p, json_object_get(l3, "coef_opt"),
+                json_object_get(l3, "intercept_opt"), 1e-7);
+    MT_CHECK(p->iterations > 2, "lbfgs warm from 3 iterations: %lld more",
+             (long long)p->iterations);
+  }
+  lh_probe_destroy(&p);
+  /* lbfgs from an adam fit (a start that is neither zero nor the optimum, with intercepts that
+   * do not sum to zero: softmax scores are invariant to a common shift of the intercepts, which
+   * the unpenalised intercepts keep from their start, so the reference's zero-sum intercepts
+   * are compared with the centred ones). The adam start agrees across rank counts to rounding
+   * only, and so does the optimum lbfgs stops at. */
+  lh_probe_opts ad = o;
+  ad.solver = LH_PROBE_ADAM;
+  ad.epochs = 3;
+  ad.batch_size = 16;
+  ad.lr = 0.05;
+  p = warm_both("lbfgs warm from adam", l3, &ad, &o, 1e-7);
+  if (p) {
+    const double shift = (p->intercept[0] + p->intercept[1] + p->intercept[2]) / 3;
+    for (int c = 0; c < 3; c++) p->intercept[c] -= shift;
+    check_model("lbfgs warm from adam", p, json_object_get(l3, "coef_opt"),
+                json_object_get(l3, "intercept_opt"), 1e-7);
+    MT_CHECK(p->epochs == 0 && strstr(p->solver_message, "warm"), "lbfgs warm: %lld epochs, %s",
+             (long long)p->epochs, p->solver_message);
+  }
+
+  /* refused: other shapes or kinds; a failed fit; p unchanged by all of them */
+  if (p) {
+    double keep[15];
+    memcpy(keep, p->coef, 12 * sizeof(double));
+    memcpy(keep + 12, p->intercept, 3 * sizeof(double));
+    lh_probe_opts bad = o;
+    bad.num_classes = 4;
+    MT_STATUS(lh_probe_fit_warm(p, w.X, w.y, NULL, &bad), LH_ERR_VALUE);
+    MT_CHECK(!lh_error_is_reporter() || strstr(lh_error_message(), "fit_warm"), "shape: %s",
+             lh_error_message());
+    lh_error_clear();
+    bad = o;
+    bad.kind = LH_PROBE_REGRESSOR;
+    bad.solver = LH_PROBE_RIDGE;
+    MT_STATUS(lh_probe_fit_warm(p, w.X, w.y, NULL, &bad), LH_ERR_VALUE);
+    lh_error_clear();
+    double *x = lh_dmat_local(w.X);
+    int P;
+    MPI_Comm_size(MPI_COMM_WORLD, &P);
+    const double x0 = lh_dmat_local_rows(w.X) > 0 ? x[0] : 0;
+    if (mt_rank() == P - 1 && lh_dmat_local_rows(w.X) > 0) x[0] = INFINITY;
+    MT_STATUS(lh_probe_fit_warm(p, w.X, w.y, NULL, &o), LH_ERR_VALUE);
+    lh_error_clear();
+    if (lh_dmat_local_rows(w.X) > 0) x[0] = x0;
+    MT_CHECK(memcmp(keep, p->coef, 12 * sizeof(double)) == 0 &&
+                 memcmp(keep + 12, p->intercept, 3 * sizeof(double)) == 0,
+             "a refused or failed warm fit changed the probe");
+    MT_STATUS(lh_probe_fit_warm(NULL, w.X, w.y, NULL, &o), LH_ERR_VALUE);
+    lh_error_clear();
+  }
+  lh_probe_destroy(&p);
+  unload(&w);
+
+  /* closed forms: fitted anew, the same as a fresh fit */
+  json_t *rr = json_object_get(doc, "ridge");
+  o = lh_probe_defaults();
+  o.kind = LH_PROBE_REGRESSOR;
+  o.solver = LH_PROBE_RIDGE;
+  o.l2 = 0.1;
+  lh_probe_opts ad2 = o;
+  ad2.solver = LH_PROBE_ADAM;
+  ad2.epochs = 2;
+  p = warm_both("ridge warm from adam", rr, &ad2, &o, 1e-12);
+  if (p)
+    check_model("ridge warm from adam", p, json_object_get(rr, "coef"),
+                json_object_get(rr, "intercept"), 1e-10);
+  lh_probe_destroy(&p);
+}
+
 /* N x D rows on comm, a function of the global index only: features 3 + U(-1, 1) (a mean to
  * centre away), y = sum_j sin(j + 1) x_j + 0.5 + U(-0.1, 0.1). */
 static data synth(MPI_Comm comm, int64_t N, int64_t D, uint64_t seed) {
@@ -535,6 +713,7 @@ int main(int argc, char **argv) {
   tv13();
   if (doc) goldens(doc);
   if (doc) ridge_scalapack(doc);
+  if (doc) warm_starts(doc);
   json_decref(doc);
   return mt_finish("mpi_probe");
 }
