@@ -25,8 +25,10 @@
  * Fitting a fitted probe again (tdhook's repeated fit) continues from its parameters:
  * lh_probe_fit_warm.
  *
- * Reproducibility: class sums, counts and metric sums are accumulated exactly (xsum.h), so
- * the mean difference and every metric are bit-identical on any number of ranks. The lbfgs
+ * Reproducibility: class sums, counts and metric sums are accumulated exactly (xsum.h), and
+ * scores (decision, predict, predict_proba, evaluate) are one DGEMM per fixed block of global
+ * rows, each sample scored by the same call on any rank count, so the mean difference, the
+ * scores and every metric are bit-identical on any number of ranks. The lbfgs
  * objective is computed by fixed blocks of 4096 global rows, each by one rank with two DGEMMs
  * in float64, and the block results are summed exactly: lbfgs fits are bit-identical on any
  * number of ranks too. adam sums each mini-batch's members per rank with BLAS and one float64
@@ -135,16 +137,19 @@ LH_NODISCARD lh_status lh_probe_fit_adam(const lh_dmat *X, const double *y, cons
 LH_NODISCARD lh_status lh_probe_fit_ridge(const lh_dmat *X, const double *y, const bool *use,
                                           const lh_probe_opts *opts, lh_probe **out);
 
-/* Scores of the local rows: out (n x C) = X W^T + b. Local. */
-void lh_probe_decision(const lh_probe *p, const lh_dmat *X, double *out);
+/* Scores of the local rows: out (n x C) = X W^T + b, by DGEMM over fixed blocks of global
+ * rows, so that each row's scores are the same bits on any number of ranks. Local:
+ * LH_ERR_NOMEM (a block buffer of at most max(256, 2^20 / D) x D values), LH_ERR_VALUE when X
+ * does not have the probe's D columns. */
+LH_NODISCARD lh_status lh_probe_decision(const lh_probe *p, const lh_dmat *X, double *out);
 
 /* Predictions of the local rows, out[n]: the class id (0/1 for the mean difference, as
- * SPEC's bool) or the regression value. Local. */
-void lh_probe_predict(const lh_probe *p, const lh_dmat *X, double *out);
+ * SPEC's bool) or the regression value. Local; errors as lh_probe_decision. */
+LH_NODISCARD lh_status lh_probe_predict(const lh_probe *p, const lh_dmat *X, double *out);
 
 /* Class probabilities of the local rows, out (n x K): K = 2 ([1 - s(f), s(f)], s logistic)
  * for the mean difference, K = C (softmax) for a classifier. Local; LH_ERR_VALUE for a
- * regressor. */
+ * regressor, errors as lh_probe_decision. */
 LH_NODISCARD lh_status lh_probe_predict_proba(const lh_probe *p, const lh_dmat *X, double *out);
 
 /* Quality of a probe on the rows selected by `use`. */

@@ -41,6 +41,35 @@ lh_status probe_fit_lbfgs_from(const lh_dmat *X, const double *y, const bool *us
 /* A zeroed probe of the given shape. Local. */
 lh_status probe_alloc(lh_probe_kind kind, int64_t C, int64_t D, lh_probe **out);
 
+/* Scoring by fixed blocks of global rows (probe_model.c): rows per block, a function of D
+ * only (16..256; the block buffer stays near 8 MiB or below). Pure. */
+int64_t probe_score_block(int64_t D);
+
+/* The scores of a probe over the local rows of X, block by block:
+ *   for (i0 = 0; i0 < n; i0 = i1) { i1 = probe_scorer_end(&s, i0);
+ *                                   sc = probe_scorer_run(&s, i0, i1); ... }
+ * sc holds the scores of local rows i0..i1-1 (C apart), valid until the next run. */
+typedef struct probe_scorer {
+  const lh_probe *p;
+  const lh_dmat *X;
+  int64_t B;  /* rows per block */
+  double *xb; /* B x D packed block */
+  double *sb; /* B x C its scores */
+} probe_scorer;
+
+/* Local (LH_ERR_NOMEM; LH_ERR_VALUE when X does not have the probe's D columns). On error
+ * nothing is allocated. */
+lh_status probe_scorer_init(probe_scorer *s, const lh_probe *p, const lh_dmat *X);
+void probe_scorer_free(probe_scorer *s);
+/* The end of the global block that holds local row i0 (capped at n). Local. */
+int64_t probe_scorer_end(const probe_scorer *s, int64_t i0);
+/* The scores of local rows [i0, i1), all in one block: one DGEMM. Local. */
+const double *probe_scorer_run(probe_scorer *s, int64_t i0, int64_t i1);
+
+/* The prediction from one sample's scores si (C): class id (first maximum, as torch.argmax;
+ * f > 0 for the mean difference) or the regression value. Pure. */
+double probe_score_predict(lh_probe_kind kind, int64_t C, const double *si);
+
 /* Metrics from the scores s (n x C; C = 1 for the mean difference and regression) of the local
  * rows: what lh_probe_evaluate computes after lh_probe_decision (also used by the bilinear
  * probe). count = selected rows in total (>= 1). Collective. */

@@ -8,7 +8,8 @@
  * within 1e-12 relative of it, also after tdhook's 100 epochs; the distributed ridge solver
  * (ScaLAPACK, forced at small D) against scikit-learn, the replicated LAPACK solver and one
  * rank; repeated fits (lh_probe_fit_warm) against the Python schedule fitted twice and the
- * optimum; and the error paths, agreed on every rank. */
+ * optimum; scores by blocked DGEMM bit-identical to one rank over blocks cut by rank
+ * boundaries; and the error paths, agreed on every rank. */
 #include <stdlib.h>
 
 #include <jansson.h>
@@ -163,8 +164,8 @@ static void tv12(void) {
     else
       MT_CHECK(p->coef[0] == 1 && p->coef[1] == 3.5 && p->intercept[0] == -7.625,
                "TV-12 raw: coef [%g %g] intercept %g", p->coef[0], p->coef[1], p->intercept[0]);
-    lh_probe_decision(p, M, dec);
-    lh_probe_predict(p, M, pred);
+    MT_OK(lh_probe_decision(p, M, dec));
+    MT_OK(lh_probe_predict(p, M, pred));
     MT_OK(lh_probe_predict_proba(p, M, proba));
     for (int64_t i = 0; i < n; i++) {
       const int64_t g = r0 + i;
@@ -703,6 +704,81 @@ static void ridge_scalapack(json_t *doc) {
   unload(&w);
 }
 
+/* Scores by DGEMM over fixed blocks of global rows: 1000 samples x 600 features (blocks of 256
+ * rows, so rank boundaries fall inside blocks; D above OpenBLAS's K blocking), a 5-class
+ * probe; on the world communicator the same bits as on one rank holding everything, within
+ * 1e-12 of a plain loop; predictions the argmax; probabilities summing to 1; metrics the same
+ * bits as on one rank; float32 activations likewise. */
+static void scores_blas(void) {
+  const int64_t N = 1000, D = 600, C = 5;
+  for (int f32 = 0; f32 <= 1; f32++) {
+    data w = synth(MPI_COMM_WORLD, N, D, 21), s = synth(MPI_COMM_SELF, N, D, 21);
+    const int64_t n = lh_dmat_local_rows(w.X), r0 = lh_dmat_row_offset(w.X);
+    if (f32) { /* the same values as float32 matrices */
+      lh_dmat *a = NULL, *b = NULL;
+      MT_OK(lh_dmat_create(MPI_COMM_WORLD, LH_F32, N, D, &a));
+      MT_OK(lh_dmat_create(MPI_COMM_SELF, LH_F32, N, D, &b));
+      MT_OK(lh_dmat_copy(w.X, a));
+      MT_OK(lh_dmat_copy(s.X, b));
+      lh_dmat_destroy(&w.X);
+      lh_dmat_destroy(&s.X);
+      w.X = a;
+      s.X = b;
+    }
+    for (int64_t i = 0; i < n; i++) w.y[i] = (double)((r0 + i) % C);
+    for (int64_t i = 0; i < N; i++) s.y[i] = (double)(i % C);
+    lh_probe *p = NULL;
+    MT_OK(probe_alloc(LH_PROBE_CLASSIFIER, C, D, &p));
+    if (!p) goto next;
+    for (int64_t k = 0; k < C * D; k++) p->coef[k] = 2.0 * lh_rng_unit(5, (uint64_t)k) - 1.0;
+    for (int64_t c = 0; c < C; c++) p->intercept[c] = 0.1 * (double)c;
+    double *dw = malloc((size_t)(n * C + 1) * 8), *ds = malloc((size_t)(N * C) * 8);
+    double *pw = malloc((size_t)(n + 1) * 8), *qw = malloc((size_t)(n * C + 1) * 8);
+    MT_OK(lh_probe_decision(p, w.X, dw));
+    MT_OK(lh_probe_decision(p, s.X, ds));
+    MT_OK(lh_probe_predict(p, w.X, pw));
+    MT_OK(lh_probe_predict_proba(p, w.X, qw));
+    MT_CHECK(memcmp(dw, ds + r0 * C, (size_t)(n * C) * 8) == 0,
+             "%s scores on this rank count differ from one rank (maxrel %.3g)",
+             f32 ? "float32" : "float64", maxrel(dw, ds + r0 * C, n * C));
+    double worst = 0;
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+      double z = 0;
+      int64_t best = 0;
+      for (int64_t c = 0; c < C; c++) {
+        double t = p->intercept[c];
+        for (int64_t j = 0; j < D; j++)
+          t += p->coef[c * D + j] *
+               (f32 ? (double)((const float *)lh_dmat_local_const(w.X))[i * D + j]
+                    : ((const double *)lh_dmat_local_const(w.X))[i * D + j]);
+        worst = fmax(worst, fabs(dw[i * C + c] - t) / fmax(1, fabs(t)));
+        if (dw[i * C + c] > dw[i * C + best]) best = c;
+        z += qw[i * C + c];
+      }
+      bad += pw[i] != (double)best || fabs(z - 1) > 1e-14;
+    }
+    MT_CHECK(worst <= 1e-12, "scores vs a plain loop: %.3g", worst);
+    MT_CHECK(bad == 0,
+             "%d rows whose prediction is not the argmax or probabilities do not sum to 1", bad);
+    lh_probe_metrics mw = {0}, ms = {0};
+    MT_OK(lh_probe_evaluate(p, w.X, w.y, NULL, &mw));
+    MT_OK(lh_probe_evaluate(p, s.X, s.y, NULL, &ms));
+    MT_CHECK(mw.n == N && mt_same(mw.accuracy, ms.accuracy) &&
+                 mt_same(mw.balanced_accuracy, ms.balanced_accuracy) &&
+                 mt_same(mw.macro_f1, ms.macro_f1) && mt_same(mw.cross_entropy, ms.cross_entropy),
+             "metrics differ from one rank: ce %.17g vs %.17g", mw.cross_entropy, ms.cross_entropy);
+    free(dw);
+    free(ds);
+    free(pw);
+    free(qw);
+  next:
+    lh_probe_destroy(&p);
+    unload(&w);
+    unload(&s);
+  }
+}
+
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
   lh_log_setup(LH_LOG_WARN, mt_rank(), 1);
@@ -714,6 +790,7 @@ int main(int argc, char **argv) {
   if (doc) goldens(doc);
   if (doc) ridge_scalapack(doc);
   if (doc) warm_starts(doc);
+  scores_blas();
   json_decref(doc);
   return mt_finish("mpi_probe");
 }
