@@ -25,9 +25,9 @@ static inline const double *probe_row(const lh_dmat *X, int64_t i, double *tmp) 
 lh_status probe_check(const lh_dmat *X, const double *y, const bool *use, lh_probe_kind kind,
                       int64_t C, const char *what, int64_t *count);
 
-/* Rows per rank in one panel of the distributed ridge solver (probe_ridge.c); 0 (default)
- * picks about 16 MiB per rank. A knob for tests, which set it alike on every rank to make
- * small data go through several panels. */
+/* Rows in one panel of the distributed ridge solver's Gram products (probe_ridge.c); 0
+ * (default) picks about 16 MiB. A knob for tests, to make small data go through several
+ * panels. */
 extern int64_t probe_ridge_panel_rows;
 
 /* lh_probe_fit_adam / lh_probe_fit_lbfgs started from init's parameters (init NULL: their

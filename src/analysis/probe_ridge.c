@@ -10,13 +10,16 @@
  *     dsyrk) and Xc^T yc; one float64 allreduce sums them, rank 0 solves by Cholesky (LAPACK
  *     dpotrf, then dpotrs) and broadcasts. Every rank holds the D x D system.
  *   distributed (D >= opts.ridge_scalapack_min_d, default 2048): the augmented Gram matrix
- *     [Xc | yc]^T [Xc | yc] ((D+1) x (D+1); its last column is Xc^T yc) lives block-cyclic on
- *     a BLACS grid (bcmat.h) and ScaLAPACK solves it (pdposv). The centred rows go through in
- *     panels: every rank puts up to r of its selected rows (zero rows when it has no more) into
- *     an lh_dmat of P r rows, which is converted to block-cyclic and added with one pdsyrk.
- *     The Gram is a sum over rows, so which rank holds which row does not matter; memory is
- *     O(r D) for a panel plus (D+1)^2 / P for the system, never D^2 on one rank.
- *
+ *     G = [Xc | yc]^T [Xc | yc] ((D+1) x (D+1); its last column is Xc^T yc) lives block-cyclic
+ *     on a BLACS grid (bcmat.h) and ScaLAPACK solves it (pdposv). G is formed where it lives:
+ *     for each grid process q in turn, every rank multiplies the columns of its own centred
+ *     rows that q's blocks need (DGEMMs over panels of r rows, upper triangle only) and one
+ *     MPI_Reduce sums the contributions on q. That is a reduce-scatter of the Gram: no row
+ *     moves, a rank holds two shares of about (D+1)^2 / P (its own and the one being summed),
+ *     and the D^2 values are reduced once, where the replicated way also broadcasts all of them
+ *     to every rank. (Converting the rows to block-cyclic panels for a pdsyrk instead took longer
+ *     than the whole replicated solve at N = 4000, D = 2048 on one rank: bcmat.c's row
+ *     transpositions and redistributions.)
  * Both refuse Cholesky pivots that lost all but ~1e-12 of their diagonal (exactly collinear
  * features rarely give an exact zero pivot in floating point). The solution is the same bits
  * on every rank; it agrees across rank counts and between the two ways to rounding (1e-12
@@ -40,7 +43,8 @@
 /* A Cholesky pivot u_jj of a diagonal a_jj is accepted when u_jj^2 > PIVOT_FLOOR a_jj. */
 #define PIVOT_FLOOR 1e-12
 
-/* Values per rank in one panel of centred rows (distributed path): 2^21 doubles = 16 MiB. */
+/* Values of one panel of centred rows (distributed path): r (D + 1) <= 2^21 doubles = 16 MiB
+ * (at least 256 rows). */
 #define PANEL_VALUES (INT64_C(1) << 21)
 
 int64_t probe_ridge_panel_rows = 0;
@@ -114,58 +118,97 @@ static int block_size(int64_t D, int nprow, int npcol) {
   return (int)LH_MAX(2, LH_MIN(64, per));
 }
 
+/* Global indices of the local rows (or columns) of grid row (column) q in a block-cyclic
+ * dimension of n with blocks nb over np processes; returns their count. */
+static int64_t cyclic_indices(int64_t n, int nb, int q, int np, int64_t *idx) {
+  int64_t k = 0;
+  for (int64_t b0 = (int64_t)q * nb; b0 < n; b0 += (int64_t)np * nb)
+    for (int64_t g = b0; g < LH_MIN(n, b0 + nb); g++) idx[k++] = g;
+  return k;
+}
+
+/* Packs the centred values of columns cols[0..nc) ([x - xbar | y - ybar]: column D is y) of the
+ * next m selected local rows from row *i on into out (m x nc row-major); returns m <= r and
+ * moves *i past them. */
+static int64_t pack_centred(const lh_dmat *X, const double *y, const bool *use, const double *mean,
+                            int64_t r, const int64_t *cols, int64_t nc, int64_t *i, double *tmp,
+                            double *out) {
+  const int64_t n = lh_dmat_local_rows(X), D = lh_dmat_cols(X);
+  int64_t m = 0;
+  for (; *i < n && m < r; (*i)++) {
+    if (use && !use[*i]) continue;
+    const double *x = probe_row(X, *i, tmp);
+    for (int64_t t = 0; t < nc; t++) {
+      const int64_t j = cols[t];
+      out[m * nc + t] = j < D ? x[j] - mean[j] : y[*i] - mean[D];
+    }
+    m++;
+  }
+  return m;
+}
+
 /* The distributed system (see the top of the file): same contract as solve_replicated. */
 static lh_status solve_distributed(const lh_dmat *X, const double *y, const bool *use,
                                    const double *mean, int64_t count, double l2, double *w,
                                    int *info_out) {
   lh_status st = LH_OK, local = LH_OK;
   MPI_Comm comm = lh_dmat_comm(X);
-  const int64_t n = lh_dmat_local_rows(X), D = lh_dmat_cols(X);
+  const int64_t D = lh_dmat_cols(X);
   lh_blacs *g = NULL;
-  lh_bcmat *G = NULL, *R = NULL, *A = NULL;
-  lh_dmat *panel = NULL;
-  double *tmp = NULL, *adiag = NULL;
-  int64_t m = 0, mmax = 0;
-  int P, nprow, npcol, d, d1, kk, info = 0;
+  lh_bcmat *G = NULL, *R = NULL;
+  double *tmp = NULL, *adiag = NULL, *A = NULL, *B = NULL, *T = NULL;
+  int64_t *ri = NULL, *ci = NULL; /* global rows and columns of grid process q */
+  int P, me, nprow, npcol, d, one = 1, info = 0;
   MPI_Comm_size(comm, &P);
+  MPI_Comm_rank(comm, &me);
   LH_TRY(lh_int_cast(D, "ridge features", &d));
-  LH_TRY(lh_int_cast(D + 1, "ridge features", &d1));
-  for (int64_t i = 0; i < n; i++) m += !use || use[i];
-  if (MPI_Allreduce(&m, &mmax, 1, MPI_INT64_T, MPI_MAX, comm) != MPI_SUCCESS)
-    LH_FAIL(LH_ERR_MPI, "ridge: MPI_Allreduce of the row counts failed");
-  /* r rows per rank and panel, the same on every rank */
-  const int64_t r =
-      LH_MIN(mmax, probe_ridge_panel_rows > 0 ? probe_ridge_panel_rows
-                                              : LH_MAX(INT64_C(256), PANEL_VALUES / (D + 1)));
-  LH_TRY(lh_int_cast(r * P, "ridge panel rows", &kk));
-  local = lh_alloc((size_t)D, sizeof(double), false, "row", &tmp);
-  if (local == LH_OK) local = lh_alloc((size_t)D, sizeof(double), false, "diagonal", &adiag);
-  LH_TRY(lh_agree(comm, local));
   LH_TRY(lh_blacs_create(comm, 0, 0, &g));
   lh_blacs_info(g, &nprow, &npcol, NULL, NULL);
-  const int nb = block_size(D, nprow, npcol), one = 1, jr = d1;
-  const double alpha = 1.0, beta = 1.0;
+  const int nb = block_size(D, nprow, npcol), jr = d + 1;
+  const int64_t r = probe_ridge_panel_rows > 0 ? probe_ridge_panel_rows
+                                               : LH_MAX(INT64_C(256), PANEL_VALUES / (D + 1));
   LH_TRY(lh_bcmat_create(g, D + 1, D + 1, nb, nb, &G));
   LH_TRY(lh_bcmat_create(g, D, 1, nb, nb, &R));
-  LH_TRY(lh_dmat_create(comm, LH_F64, r * P, D + 1, &panel));
+  /* the largest share of the Gram a process holds: block rows/columns of grid row/column 0 */
+  const int64_t lr0 = ((D + 1 + (int64_t)nb * nprow - 1) / ((int64_t)nb * nprow)) * nb;
+  const int64_t lc0 = ((D + 1 + (int64_t)nb * npcol - 1) / ((int64_t)nb * npcol)) * nb;
+  LH_TRY(lh_int_cast(lr0 * lc0, "ridge Gram share of one process", &(int){0}));
+  local = lh_alloc((size_t)D, sizeof(double), false, "row", &tmp);
+  if (local == LH_OK) local = lh_alloc((size_t)D, sizeof(double), false, "diagonal", &adiag);
+  if (local == LH_OK) local = lh_alloc((size_t)lr0, sizeof *ri, false, "Gram rows", &ri);
+  if (local == LH_OK) local = lh_alloc((size_t)lc0, sizeof *ci, false, "Gram columns", &ci);
+  if (local == LH_OK) local = lh_alloc((size_t)(r * lr0), sizeof(double), false, "panel", &A);
+  if (local == LH_OK) local = lh_alloc((size_t)(r * lc0), sizeof(double), false, "panel", &B);
+  if (local == LH_OK) local = lh_alloc((size_t)(lr0 * lc0), sizeof(double), false, "Gram", &T);
+  LH_TRY(lh_agree(comm, local));
 
-  /* G (upper triangle) = sum over panels of [Xc | yc]^T [Xc | yc] */
-  double *pr = lh_dmat_local(panel); /* r x (D + 1) */
-  for (int64_t i = 0, k0 = 0; k0 < mmax; k0 += r) {
-    int64_t f = 0;
-    for (; i < n && f < r; i++) {
-      if (use && !use[i]) continue;
-      const double *x = probe_row(X, i, tmp);
-      double *o = pr + f * (D + 1);
-      for (int64_t j = 0; j < D; j++) o[j] = x[j] - mean[j];
-      o[D] = y[i] - mean[D];
-      f++;
+  /* G's share of process q (upper triangle) = sum over ranks of their rows' products, summed
+   * to q by one MPI_Reduce: a reduce-scatter of [Xc | yc]^T [Xc | yc] into the block-cyclic
+   * layout, without moving rows and without a D x D matrix on any rank */
+  for (int q = 0; q < P; q++) {
+    const int qr = q / npcol, qc = q % npcol; /* BLACS "Row" order */
+    const int64_t lr = cyclic_indices(D + 1, nb, qr, nprow, ri);
+    const int64_t lc = cyclic_indices(D + 1, nb, qc, npcol, ci);
+    if (lr == 0 || lc == 0) continue; /* the same on every rank */
+    memset(T, 0, (size_t)(lr * lc) * sizeof(double));
+    for (int64_t ia = 0, ib = 0;;) {
+      const int64_t m = pack_centred(X, y, use, mean, r, ri, lr, &ia, tmp, A);
+      pack_centred(X, y, use, mean, r, ci, lc, &ib, tmp, B);
+      if (m == 0) break;
+      /* per block of q's columns, only q's rows up to that block's last column (upper) */
+      for (int64_t c0 = 0; c0 < lc; c0 += nb) {
+        const int64_t nc = LH_MIN((int64_t)nb, lc - c0), last = ci[c0 + nc - 1];
+        int64_t top = 0;
+        while (top < lr && ri[top] <= last) top++;
+        if (top == 0) continue;
+        /* T[0:top, c0:c0+nc] (column-major, ld lr) += A[:, 0:top]^T B[:, c0:c0+nc] */
+        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)top, (int)nc, (int)m, 1.0, A,
+                    (int)lr, B + c0, (int)lc, 1.0, T + c0 * lr, (int)lr);
+      }
     }
-    memset(pr + f * (D + 1), 0, (size_t)((r - f) * (D + 1)) * sizeof(double));
-    LH_TRY(lh_dmat_to_bcmat(panel, g, nb, nb, &A));
-    pdsyrk_("U", "T", &d1, &kk, &alpha, lh_bcmat_local(A), &one, &one, lh_bcmat_desc(A), &beta,
-            lh_bcmat_local(G), &one, &one, lh_bcmat_desc(G));
-    lh_bcmat_destroy(&A);
+    if (MPI_Reduce(T, q == me ? lh_bcmat_local(G) : NULL, (int)(lr * lc), MPI_DOUBLE, MPI_SUM, q,
+                   comm) != MPI_SUCCESS)
+      LH_FAIL(LH_ERR_MPI, "ridge: MPI_Reduce of the Gram matrix failed");
   }
 
   /* + N l2 on the diagonal of the D x D part; the right-hand side is G's last column */
@@ -210,13 +253,16 @@ static lh_status solve_distributed(const lh_dmat *X, const double *y, const bool
     LH_FAIL(LH_ERR_MPI, "ridge: MPI_Allreduce of the solution failed");
   *info_out = info;
 done:
-  lh_bcmat_destroy(&A);
   lh_bcmat_destroy(&G);
   lh_bcmat_destroy(&R);
-  lh_dmat_destroy(&panel);
   lh_blacs_destroy(&g);
   lh_free(tmp);
   lh_free(adiag);
+  lh_free(A);
+  lh_free(B);
+  lh_free(T);
+  lh_free(ri);
+  lh_free(ci);
   return st;
 }
 
