@@ -120,6 +120,9 @@ LH_NODISCARD lh_status lh_probe_fit(const lh_dmat *X, const double *y, const boo
  * the p->epochs it was trained for, so two warm-continued fits of k epochs visit the
  * mini-batches of one fit of 2k epochs (with a new Adam state at the second); the closed
  * forms (mean difference, ridge) are fitted anew as tdhook's MeanDifferenceClassifier.fit.
+ * Softmax scores do not change when all intercepts shift together and the intercepts are not
+ * penalised: a classifier keeps the intercept shift of its start (zero-sum from a fresh lbfgs
+ * fit, whatever adam left otherwise).
  * p must have opts' kind, C rows (num_classes, or 1) and X's D features, else LH_ERR_VALUE.
  * On success p holds the new fit; on error p is unchanged. Collective over X's communicator
  * (p the same on every rank). */
