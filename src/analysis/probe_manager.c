@@ -114,10 +114,13 @@ lh_status lh_probe_manager_fit(lh_probe_manager *m, int64_t index, const lh_dmat
   lh_probe_metrics met;
   LH_TRY(check_index(m, index));
   entry *e = &m->e[index];
-  LH_TRY(lh_probe_fit(X, y, use, &m->opts, &p));
-  lh_probe_destroy(&e->probe);
-  e->probe = p;
-  p = NULL;
+  if (e->probe) { /* fitted before: training continues from its parameters (tdhook) */
+    LH_TRY(lh_probe_fit_warm(e->probe, X, y, use, &m->opts));
+  } else {
+    LH_TRY(lh_probe_fit(X, y, use, &m->opts, &p));
+    e->probe = p;
+    p = NULL;
+  }
   LH_TRY(lh_probe_evaluate(e->probe, X, y, use, &met));
   if (e->has_fit && !m->allow_overwrite)
     LH_FAIL(LH_ERR_VALUE, "Metrics for %s already exist, call reset_metrics() to remove the "

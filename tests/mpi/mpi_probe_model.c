@@ -121,6 +121,14 @@ static void manager_errors(void) {
   MT_OK(lh_probe_manager_factory(m, "a", "fwd", &k));
   MT_OK(lh_probe_manager_fit(m, k, X, y, NULL));
   MT_OK(lh_probe_manager_fit(m, k, X, y, NULL));
+  /* the second fit continues from the fitted parameters, as tdhook's estimators do */
+  lh_probe *q = NULL;
+  MT_OK(lh_probe_fit(X, y, NULL, &po, &q));
+  MT_OK(lh_probe_fit_warm(q, X, y, NULL, &po));
+  MT_CHECK(q && lh_probe_manager_probe(m, k) && mt_same(lh_probe_manager_probe(m, k)->coef[1], q->coef[1]) &&
+               mt_same(lh_probe_manager_probe(m, k)->intercept[0], q->intercept[0]),
+           "a second manager fit is not a warm fit");
+  lh_probe_destroy(&q);
   MT_OK(lh_probe_manager_predict(m, k, X, y, NULL));
   MT_OK(lh_probe_manager_predict(m, k, X, y, NULL));
   MT_OK(lh_probe_manager_factory(m, "a", "fwd", &k));
