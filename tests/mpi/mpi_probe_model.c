@@ -45,6 +45,20 @@
     lh_error_clear();                                                                   \
   } while (0)
 
+/* N rows (g % 7 - 3, g % 5 - 2) with label g % 3 (g the global row): *X and this rank's y. */
+static void toy_data(int64_t N, lh_dmat **X, double *y) {
+  MT_OK(lh_dmat_create(MPI_COMM_WORLD, LH_F64, N, 2, X));
+  if (!*X) return;
+  const int64_t n = lh_dmat_local_rows(*X), r0 = lh_dmat_row_offset(*X);
+  double *x = lh_dmat_local(*X);
+  for (int64_t i = 0; i < n; i++) {
+    int64_t g = r0 + i;
+    x[2 * i] = (double)(g % 7) - 3.0;
+    x[2 * i + 1] = (double)(g % 5) - 2.0;
+    y[i] = (double)(g % 3);
+  }
+}
+
 static lh_probe_opts classifier(void) {
   lh_probe_opts po = lh_probe_defaults();
   po.kind = LH_PROBE_CLASSIFIER;
@@ -58,15 +72,8 @@ static lh_probe_opts classifier(void) {
 static void manager_errors(void) {
   lh_dmat *X = NULL;
   const int64_t N = 40;
-  MT_OK(lh_dmat_create(MPI_COMM_WORLD, LH_F64, N, 2, &X));
-  const int64_t n = lh_dmat_local_rows(X), r0 = lh_dmat_row_offset(X);
-  double *x = lh_dmat_local(X), y[40];
-  for (int64_t i = 0; i < n; i++) {
-    int64_t g = r0 + i;
-    x[2 * i] = (double)(g % 7) - 3.0;
-    x[2 * i + 1] = (double)(g % 5) - 2.0;
-    y[i] = (double)(g % 3);
-  }
+  double y[40];
+  toy_data(N, &X, y);
   lh_probe_opts po = classifier();
   lh_probe_manager *m = NULL;
   int64_t k = -1, k2 = -1;
@@ -308,14 +315,8 @@ static lh_bilinear_opts bilinear(void) {
 static void bilinear_errors(void) {
   lh_dmat *X = NULL;
   const int64_t N = 30;
-  MT_OK(lh_dmat_create(MPI_COMM_WORLD, LH_F64, N, 2, &X));
-  const int64_t n = lh_dmat_local_rows(X), r0 = lh_dmat_row_offset(X);
-  double *x = lh_dmat_local(X), y[30];
-  for (int64_t i = 0; i < n; i++) {
-    x[2 * i] = (double)((r0 + i) % 7) - 3.0;
-    x[2 * i + 1] = (double)((r0 + i) % 5) - 2.0;
-    y[i] = (double)((r0 + i) % 3);
-  }
+  double y[30];
+  toy_data(N, &X, y);
   const lh_bilinear_opts bo = bilinear();
   const char *const pairs[][2] = {{"a", "a"}, {"a", "b"}};
   lh_bilinear_manager *m = NULL;
